@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine:
+#   make run    - create .venv if needed, then run the whole pipeline (MLproject entry point `main`)
+#   make test   - create .venv if needed, then run the test suite
+# CONFIG picks experiments/<CONFIG>.yaml; quickstart runs offline on synthetic covers.
+PY       ?= python3
+VENV     ?= .venv
+CONFIG   ?= quickstart
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+
+.PHONY: run test venv browser clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+# The browser test drives Debian's chromium (browser downloads are not possible offline).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: sudo apt-get install chromium (the browser test will be skipped)"; fi; }
+
+run: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow run . --env-manager local -P config=experiments/$(CONFIG).yaml
+
+test: $(STAMP) browser
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

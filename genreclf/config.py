@@ -1,0 +1,210 @@
+"""Typed configuration for every entry point, and how it is resolved.
+
+Precedence, lowest to highest: the dataclass defaults below, then the section of an experiment
+config file (``config=experiments/<name>.yaml``), then parameters given explicitly.
+
+MLproject passes *every* declared parameter, including the ones the user did not touch, so a value
+equal to the built-in default is treated as "not given" and does not override the config file.
+(The MLproject defaults are the dataclass defaults; ``tests/test_config.py`` keeps them in sync.)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+DEFAULT_DATA = "hf:eong/20k-Album-Covers-within-20-Genres"
+DEFAULT_GENRES = "HipHop,Rock,Pop,Electronic"
+
+
+class ConfigError(UserError):
+    """A configuration file or parameter is wrong; the message names it."""
+
+
+@dataclass
+class DataConfig:
+    data: str = DEFAULT_DATA          # hf:<name> | path to parquet/shards | image folder | synthetic[:N]
+    genres: str = DEFAULT_GENRES      # comma-separated, case-insensitive
+    per_genre: int = 0                # cap per genre after de-duplication (0 = all)
+    seed: int = 42                    # split seed (and the default model seed)
+    val_frac: float = 0.15
+    test_frac: float = 0.15
+    cache_size: int = 256             # side of the decoded covers kept in the on-disk cache
+    dedup_distance: int = 4           # max Hamming distance of 64-bit perceptual hashes for "same cover"
+    experiment: str = "album-genre"   # MLflow experiment name
+
+
+@dataclass
+class RFConfig:
+    n_estimators: int = 300
+    max_depth: int = 20               # 0 = unlimited
+    min_samples_leaf: int = 1
+    max_features: str = "sqrt"        # sqrt | log2 | <float share> | <int count>
+    class_weight: str = "balanced"    # none | balanced | balanced_subsample
+    seed: int = 42
+    n_jobs: int = -1
+    register: bool = True
+
+
+@dataclass
+class CNNConfig:
+    backbone: str = "resnet18"
+    pretrained: bool = True
+    weights_path: str = ""            # local state_dict instead of downloading weights
+    freeze: str = "none"              # none | backbone | up to a stage, e.g. layer2
+    lp_epochs: int = 0                # linear-probe warm-up epochs (backbone frozen) before unfreezing
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    image_size: int = 224
+    trivial_augment: bool = True
+    aug_scale_min: float = 0.5        # RandomResizedCrop lower scale bound (augmentation strength)
+    patience: int = 4                 # early stopping on val macro-F1 (0 = off)
+    tta: bool = True                  # flip test-time augmentation
+    device: str = "auto"              # auto | cpu | cuda | mps
+    workers: int = -1                 # loader workers (-1 = auto)
+    seed: int = 42
+    resume: str = ""                  # MLflow run id to resume
+    gradcam_per_genre: int = 4
+    register: bool = True
+    max_steps_per_epoch: int = 0      # cap for smoke tests and benchmarks (0 = full epoch)
+
+
+@dataclass
+class TuneConfig:
+    model: str = "rf"                 # rf | cnn
+    n_trials: int = 20
+    timeout: float = 0.0              # seconds (0 = none)
+    study_name: str = ""              # default: <model>-<data digest prefix>
+    storage: str = ""                 # default: journal file next to the MLflow store
+    n_workers: int = 1
+    pruner: str = "median"            # median | hyperband | none
+    space: str = ""                   # YAML search space (default experiments/space_<model>.yaml)
+    cv_folds: int = 3
+    seed: int = 42
+
+
+@dataclass
+class PromoteConfig:
+    model_name: str = "album-genre-cnn"
+    margin: float = 0.0               # challenger must beat champion's test macro-F1 by more than this
+    metric: str = "test_macro_f1"
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"           # binding anything else is an explicit choice
+    port: int = 7860
+    alias: str = "champion"           # registry alias the demo loads both models by
+    max_upload_mb: float = 10.0
+
+
+@dataclass
+class BenchConfig:
+    sizes: str = "500,1000,2000"      # covers per measurement, for the scaling curve
+    repeats: int = 3                  # the median of this many runs is reported
+    quick: bool = False               # smaller sizes and fewer repeats (tests)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "rf": RFConfig,
+    "cnn": CNNConfig,
+    "tune": TuneConfig,
+    "promote": PromoteConfig,
+    "serve": ServeConfig,
+    "bench": BenchConfig,
+}
+
+
+def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """Read an experiment YAML: a mapping of section name -> mapping of parameters."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (expected e.g. experiments/quickstart.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must be a mapping of sections {sorted(SECTIONS)}")
+    unknown = set(raw) - set(SECTIONS) - {"description"}
+    if unknown:
+        raise ConfigError(f"config file {p}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    return {k: v or {} for k, v in raw.items() if k != "description"}
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    default = getattr(cls(), name)
+    if value is None:
+        return None
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return low in {"true", "1", "yes"}
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameter {name}={value!r}: expected {type(default).__name__}") from None
+
+
+def build(cls: type, file_section: dict[str, Any] | None = None, explicit: dict[str, Any] | None = None):
+    """Resolve one dataclass: defaults < file section < explicit values that differ from defaults."""
+    names = {f.name for f in fields(cls)}
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for key, val in (file_section or {}).items():
+        if key not in names:
+            raise ConfigError(f"unknown parameter {key!r} for {cls.__name__}; known: {sorted(names)}")
+        values[key] = _coerce(cls, key, val)
+    for key, val in (explicit or {}).items():
+        if key not in names or val is None:
+            continue
+        val = _coerce(cls, key, val)
+        if val != getattr(defaults, key) or key not in values:
+            values[key] = val
+    return dataclasses.replace(defaults, **values)
+
+
+def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: str) -> dict[str, Any]:
+    """Resolve several sections at once from one flat dict of explicit parameters."""
+    sections = load_config_file(config_path)
+    return {name: build(SECTIONS[name], sections.get(name), explicit) for name in section_names}
+
+
+def as_flat_dict(*configs) -> dict[str, Any]:
+    """Flatten dataclasses for logging as MLflow params (section-prefixed only on collisions)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        for key, val in dataclasses.asdict(cfg).items():
+            out[key if key not in out else f"{type(cfg).__name__.lower()}.{key}"] = val
+    return out
+
+
+@dataclass
+class Resolved:
+    """The resolved configuration of one entry point, logged to its run as ``config.yaml``."""
+    entry_point: str
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def to_yaml(self) -> str:
+        body = {name: dataclasses.asdict(cfg) for name, cfg in self.sections.items()}
+        return yaml.safe_dump({"entry_point": self.entry_point, **body}, sort_keys=False)
