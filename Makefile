@@ -26,7 +26,8 @@ browser:
 	  else echo "chromium missing: sudo apt-get install chromium (the browser test will be skipped)"; fi; }
 
 run: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow run . --env-manager local -P config=experiments/$(CONFIG).yaml
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow run . --env-manager local --experiment-name album-genre \
+	  -P config=experiments/$(CONFIG).yaml
 
 test: $(STAMP) browser
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)

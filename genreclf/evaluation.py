@@ -46,10 +46,15 @@ def confusion_figure(cm: np.ndarray, genres: list[str], title: str):
     return fig
 
 
-def log_evaluation(split: str, y_true: np.ndarray, proba: np.ndarray, genres: list[str], model_label: str) -> dict[str, float]:
-    """Log metrics, per-genre CSV and confusion matrix (PNG + JSON counts) for one split."""
+def log_evaluation(split: str, y_true: np.ndarray, proba: np.ndarray, genres: list[str], model_label: str,
+                   step: int | None = None) -> dict[str, float]:
+    """Log metrics, per-genre CSV and confusion matrix (PNG + JSON counts) for one split.
+
+    ``step``: where a per-epoch curve of the same metric exists (the CNN's val_*), log the final
+    model's value after it, so it is the run's latest value and the curve keeps its shape.
+    """
     metrics = classification_metrics(y_true, proba, genres, split)
-    tracking.log_metrics(metrics)
+    tracking.log_metrics(metrics, step=step)
     y_pred = np.asarray(proba).argmax(axis=1)
     tracking.log_table(per_genre_table(y_true, y_pred, genres), f"eval/{split}_per_genre.csv")
     cm = confusion_matrix(y_true, y_pred, labels=list(range(len(genres))))

@@ -9,7 +9,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 
@@ -59,8 +59,10 @@ def decode_rgb(data: bytes, size: int | None = None, *, name: str = "image") -> 
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageError(f"{name}: refused, image too large ({exc})") from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"{name}: not a decodable image (unknown or unsupported format)") from None
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError) as exc:
-        # PIL signals unknown formats, truncation and corrupt data with these
+        # PIL signals truncation and corrupt data with these
         raise BadImageError(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from None
 
 

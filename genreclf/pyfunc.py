@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 import mlflow
 import numpy as np
@@ -24,6 +25,7 @@ from mlflow.types import ColSpec, DataType, Schema
 from .images import BadImageError, as_rgb, encode
 
 IMAGE_COLUMN = "image"
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 MAX_BYTES = 20 * 1024 * 1024  # per cover
 
 
@@ -69,8 +71,9 @@ def decode_rows(model_input, size: int) -> list[np.ndarray]:
         raise bad_input("empty input: send at least one cover")
     out = []
     for i, obj in enumerate(rows):
-        if isinstance(obj, str):
-            # base64 that MLflow did not decode (e.g. an untyped `inputs` payload); never a path
+        if isinstance(obj, str) or (isinstance(obj, bytes) and _BASE64_TEXT.fullmatch(obj)):
+            # base64 that MLflow did not decode: an `inputs` payload reaches us as the base64 *text*
+            # in numpy bytes (no image file is pure base64 alphabet). Never a path: never opened.
             try:
                 obj = base64.b64decode(obj, validate=True)
             except (binascii.Error, ValueError):

@@ -32,7 +32,17 @@ def configure(experiment: str) -> str:
     """Point MLflow at the project's store and experiment; returns the tracking URI."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
-    mlflow.set_experiment(experiment)
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if project_run:
+        # under `mlflow run` the run already exists, in the experiment of --experiment-name, and
+        # MLflow refuses to continue it under another one: follow the run
+        exp = mlflow.get_experiment(client().get_run(project_run).info.experiment_id)
+        mlflow.set_experiment(experiment_id=exp.experiment_id)
+        if exp.name != experiment:
+            log.warning("experiment=%r ignored: `mlflow run` created this run in experiment %r "
+                        "(pass --experiment-name %s to mlflow run)", experiment, exp.name, experiment)
+    else:
+        mlflow.set_experiment(experiment)
     return mlflow.get_tracking_uri()
 
 
@@ -121,10 +131,16 @@ def log_config(resolved) -> None:
 
 def log_coverset(covers, context_prefix: str = "") -> None:
     """Record the data of a run: dataset inputs per split, the split manifest, skipped files."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.exceptions import MlflowException
+    try:
+        source = resolve_dataset_source(covers.source)
+    except MlflowException:  # "synthetic:N", "hf:<name>": no MLflow resolver; the data_source tag keeps it
+        source = None
     manifest = covers.manifest()
     for split in ("train", "val", "test"):
         part = manifest[manifest["split"] == split].reset_index(drop=True)
-        ds = mlflow.data.from_pandas(part, source=covers.source, targets="genre",
+        ds = mlflow.data.from_pandas(part, source=source, targets="genre",
                                      name=f"covers-{split}", digest=covers.digest[:20])
         mlflow.log_input(ds, context=f"{context_prefix}{'training' if split == 'train' else split}")
     log_table(manifest, "data/split_manifest.csv")
@@ -172,8 +188,35 @@ def get_run(run_id: str):
     return client().get_run(run_id)
 
 
+def run_exists(run_id: str) -> bool:
+    """Whether this tracking store holds an active (not deleted) run with this id."""
+    from mlflow.exceptions import MlflowException
+    try:
+        return client().get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
+def tag_run(run_id: str, tags: dict[str, Any]) -> None:
+    """Set tags on a run that is not the active one (finished, or held by another process)."""
+    c = client()
+    for key, value in tags.items():
+        c.set_tag(run_id, key, str(value))
+
+
+def close_run(run_id: str, status: str = "KILLED", tags: dict[str, Any] | None = None) -> None:
+    """Tag and terminate a run this process does not hold (e.g. the trial of a killed worker)."""
+    tag_run(run_id, tags or {})
+    client().set_terminated(run_id, status)
+
+
 def download(artifact_uri: str, dst: str | None = None) -> str:
     return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=dst)
+
+
+def load_pyfunc(model_uri: str):
+    """Load a logged/registered pyfunc model (``models:/<name>/<version>``, ``runs:/...``)."""
+    return mlflow.pyfunc.load_model(model_uri)
 
 
 def search_runs(experiment: str, filter_string: str = "", order_by: list[str] | None = None) -> list:
@@ -197,6 +240,66 @@ def find_finished_run(experiment: str, entry_point: str, params: dict[str, Any],
         if logged == json.dumps(params, sort_keys=True, default=str):
             return run
     return None
+
+
+# --- registry aliases and tags (registry.py), project steps (pipeline.py) ---
+
+def registered_aliases(name: str) -> dict[str, str] | None:
+    """alias -> version of a registered model, or None when no model of that name is registered."""
+    from mlflow.exceptions import MlflowException
+    try:
+        return {a: str(v) for a, v in client().get_registered_model(name).aliases.items()}
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def registered_model_names() -> list[str]:
+    return sorted(m.name for m in client().search_registered_models(max_results=1000))
+
+
+def model_version(name: str, version: str):
+    return client().get_model_version(name, str(version))
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    client().set_registered_model_alias(name, alias, str(version))
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        client().set_model_version_tag(name, str(version), key, str(value))
+
+
+def log_new_params(params: dict[str, Any]) -> None:
+    """Log only the params the active run does not have yet: under `mlflow run` the project already
+    logged the entry point's parameters as strings ("0" for 0.0), and MLflow refuses a changed value."""
+    have = client().get_run(mlflow.active_run().info.run_id).data.params
+    log_params({k: v for k, v in params.items() if k not in have})
+
+
+def active_experiment_name() -> str:
+    """The experiment of the active run (under `mlflow run`: the one the user chose for the project)."""
+    return mlflow.get_experiment(mlflow.active_run().info.experiment_id).name
+
+
+def create_child_run(experiment: str, parent_run_id: str, name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run nested under ``parent_run_id``; a project step then fills it."""
+    exp = mlflow.get_experiment_by_name(experiment)
+    run = client().create_run(exp.experiment_id, run_name=name,
+                              tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}})
+    return run.info.run_id
+
+
+def run_project_step(project_dir: str, entry_point: str, parameters: dict[str, Any], run_id: str) -> None:
+    """Run one MLproject entry point in the current environment, filling the run ``run_id``.
+
+    Raises mlflow's ExecutionException when the step fails (its run is then marked FAILED).
+    """
+    import mlflow.projects
+    mlflow.projects.run(uri=str(project_dir), entry_point=entry_point, parameters=parameters,
+                        env_manager="local", run_id=run_id, synchronous=True)
 
 
 def figure_to_array(fig) -> np.ndarray:

@@ -1,0 +1,240 @@
+"""CNN fine-tuning (`train_cnn`): the run, the registered pyfunc, the linear-probe path, resume, offline.
+
+Tiny settings throughout (96 synthetic covers at 64 px, resnet18 from scratch, 2-4 epochs): the
+point is that every piece is there and behaves, not accuracy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from genreclf import CNN_MODEL_NAME, backbones, cnn, embeddings
+from genreclf import config as C
+from genreclf.data import load_covers
+from genreclf.images import encode
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(data="synthetic:24", cache_size=64, image_size=64, pretrained=False, epochs=2, batch_size=16,
+            gradcam_per_genre=2, patience=0)
+
+
+def resolved(**over):
+    return C.Resolved("train_cnn", C.resolve(None, {**TINY, **over}, "data", "cnn"))
+
+
+def metric_steps(run_id: str, key: str) -> dict[int, float]:
+    return {m.step: m.value for m in mlflow.MlflowClient().get_metric_history(run_id, key)}
+
+
+def artifact_paths(run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for info in mlflow.MlflowClient().list_artifacts(run_id, path):
+        out |= artifact_paths(run_id, info.path) if info.is_dir else {info.path}
+    return out
+
+
+def test_train_cnn_run_holds_everything_and_registered_model_predicts_bytes(workdir):
+    out = cnn.train_main(resolved())
+    client = mlflow.MlflowClient()
+    run = client.get_run(out["run_id"])
+    assert run.info.run_name == "cnn-resnet18-lr1e-3" and run.info.status == "FINISHED"
+    assert run.data.tags["model_family"] == "cnn" and run.data.tags["backbone"] == "resnet18"
+    assert run.data.params["backbone"] == "resnet18" and run.data.params["image_size"] == "64"
+    # per-epoch curves with step=epoch; the final (best-restored) val value comes after them
+    for key in ("train_loss", "train_accuracy", "val_loss", "lr", "epoch_time_s", "images_per_s"):
+        assert sorted(metric_steps(run.info.run_id, key)) == [0, 1], key
+    f1 = metric_steps(run.info.run_id, "val_macro_f1")
+    assert sorted(f1) == [0, 1, 2] and f1[2] == pytest.approx(max(f1[0], f1[1]))
+    assert metric_steps(run.info.run_id, "lr")[0] > metric_steps(run.info.run_id, "lr")[1]  # cosine decay
+    covers = load_covers(C.DataConfig(data="synthetic:24", cache_size=64), progress=False)
+    genres, test = covers.genres, covers.indices("test")
+    for key in ["test_accuracy", "test_macro_f1"] + [f"test_f1_{g}" for g in genres]:
+        assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    arts = artifact_paths(run.info.run_id)
+    assert {"curves/training_curves.png", "eval/test_confusion_matrix.png", "eval/test_confusion_matrix.json",
+            "eval/val_confusion_matrix.png", "eval/test_per_genre.csv", "config.yaml",
+            "data/split_manifest.csv", "checkpoints/last.pt", "checkpoints/best.pt"} <= arts
+    assert {f"gradcam/{g}.png" for g in genres} <= arts
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="gradcam/Rock.png"))
+    assert Image.open(local).size[0] > 200  # a real gallery, not an empty canvas
+    cm = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/eval/test_confusion_matrix.json"))
+    assert np.sum(cm["counts"]) == len(test) and cm["genres"] == genres
+
+    version = out["model_version"]
+    mv = client.get_model_version_by_alias(CNN_MODEL_NAME, "challenger")
+    assert str(mv.version) == version and mv.run_id == run.info.run_id
+    assert mv.tags["backbone"] == "resnet18" and mv.tags["data_digest"] == covers.digest[:20]
+    assert float(mv.tags["test_macro_f1"]) == pytest.approx(run.data.metrics["test_macro_f1"], abs=1e-4)
+
+    # a fresh process (no GPU, nothing imported) loads it by URI and predicts on raw bytes;
+    # PNG bytes of the cached pixels must reproduce the logged test accuracy exactly
+    inputs = workdir / "inputs.parquet"
+    pd.DataFrame({"image": [encode(covers.images[i], "PNG") for i in test]}).to_parquet(inputs)
+    script = ("import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+              "m.predict(pd.read_parquet(sys.argv[2])).to_json(sys.argv[3], orient='records')")
+    subprocess.run([sys.executable, "-c", script, f"models:/{CNN_MODEL_NAME}/{version}", str(inputs),
+                    str(workdir / "pred.json")], check=True, timeout=180,
+                   env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    pred = pd.read_json(workdir / "pred.json", orient="records")
+    assert list(pred.columns) == ["genre"] + [f"p_{g}" for g in genres]
+    assert np.allclose(pred.filter(like="p_").sum(axis=1), 1.0, atol=1e-5)
+    truth = [genres[k] for k in covers.labels[test]]
+    assert np.mean(pred["genre"] == truth) == pytest.approx(run.data.metrics["test_accuracy"])
+
+    # in Python: decoded arrays are accepted too, and explain() gives a Grad-CAM overlay
+    model = mlflow.pyfunc.load_model(f"models:/{CNN_MODEL_NAME}@challenger").unwrap_python_model()
+    frame = model.predict(None, np.stack([covers.images[i] for i in test[:3]]))
+    assert list(frame["genre"]) == list(pred["genre"][:3])
+    overlay, genre = model.explain(covers.images[test[0]])
+    assert overlay.dtype == np.uint8 and overlay.shape == (64, 64, 3) and genre == pred["genre"][0]
+    assert not np.array_equal(overlay, covers.images[test[0]])
+
+
+def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog):
+    covers = load_covers(C.DataConfig(data="synthetic:24", cache_size=64), progress=False)
+    cfg = C.build(C.CNNConfig, None, {**TINY, "freeze": "backbone", "epochs": 3, "lr": 0.01, "device": "cpu"})
+    torch.manual_seed(cfg.seed)
+    initial = backbones.create_model("resnet18", 4, pretrained=False).state_dict()
+    folder = Path(os.environ["GENRECLF_CACHE"]) / "embeddings"
+    before = set(folder.glob("*.npy"))
+    seen = []
+    result = cnn.fit(covers, cfg, log=False, on_epoch=lambda e, m: seen.append((e, m["val_macro_f1"])))
+    assert [e for e, _ in seen] == [0, 1, 2]
+    cached = set(folder.glob("resnet18-*.npy")) - before
+    assert len(cached) == 1 and np.load(cached.pop()).shape == (len(covers.indices("train", "val")), 2, 512)
+    after = result.model.state_dict()
+    assert all(torch.equal(initial[k], after[k].cpu()) for k in initial if not k.startswith("fc."))  # incl. BN stats
+    assert not torch.equal(initial["fc.weight"], after["fc.weight"].cpu())
+    # a second fit (a tuning trial, a resumed run) reuses the file instead of running the backbone
+    caplog.set_level("INFO", logger="genreclf.embeddings")
+    again = cnn.fit(covers, cfg, log=False)
+    assert any("from cache" in r.message for r in caplog.records)
+    assert torch.equal(again.model.fc.weight, result.model.fc.weight)  # and is deterministic
+
+    # on_epoch may abort (optuna.TrialPruned): the exception propagates, global state is restored
+    class Pruned(Exception):
+        pass
+
+    def prune(epoch, metrics):
+        raise Pruned(epoch)
+    with pytest.raises(Pruned):
+        cnn.fit(covers, cfg, log=False, on_epoch=prune)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_killed_run_resumes_in_the_same_run_to_the_same_result(workdir, genreclf_cmd):
+    over = dict(data="synthetic:12", image_size=32, batch_size=8, epochs=4, register=False, gradcam_per_genre=0,
+                experiment="resume")
+    args = [*genreclf_cmd, "train_cnn", *[f"--{k}={v}" for k, v in {**TINY, **over}.items()]]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client, run, deadline = mlflow.MlflowClient(), None, time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            runs = mlflow.search_runs(experiment_names=["resume"], output_format="list")
+            if runs and "checkpoint_epoch" in client.get_run(runs[0].info.run_id).data.tags:
+                run = runs[0]
+                break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert run is not None, f"no checkpoint appeared: {proc.stderr.read().decode()[-2000:]}"
+    killed = client.get_run(run.info.run_id)
+    assert killed.info.status == "RUNNING" and int(killed.data.tags["checkpoint_epoch"]) < 3
+
+    subprocess.run([*genreclf_cmd, "train_cnn", f"--resume={run.info.run_id}"], env=env, check=True, timeout=300)
+    resumed = client.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["resumed_after_epoch"] == killed.data.tags[
+        "checkpoint_epoch"]
+    straight = cnn.train_main(resolved(**{**over, "experiment": "straight"}))
+
+    for key in ("train_loss", "val_loss", "val_macro_f1", "lr"):
+        assert metric_steps(run.info.run_id, key) == metric_steps(straight["run_id"], key), key
+    for key in ("test_accuracy", "test_macro_f1", "val_macro_f1"):
+        assert resumed.data.metrics[key] == straight[key], key
+    weights = [torch.load(mlflow.artifacts.download_artifacts(run_id=r, artifact_path="checkpoints/last.pt"),
+                          weights_only=True)["model"] for r in (run.info.run_id, straight["run_id"])]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_offline_pretrained_fails_clearly_and_local_weights_load(workdir, genreclf_cmd, monkeypatch, tmp_path):
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}  # a refused connection = offline
+    res = subprocess.run([*genreclf_cmd, "train_cnn", "--data=synthetic:24", "--cache_size=64", "--pretrained=true"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    for part in ("resnet18-f37072fd.pth", str(tmp_path / "torch" / "hub" / "checkpoints"), "pretrained=false",
+                 "weights_path="):
+        assert part in res.stderr, part
+    # weights_path: an ImageNet-shaped state_dict (1000-class head) loads, the head is replaced
+    torch.manual_seed(0)
+    imagenet = backbones.torchvision.models.resnet18()
+    torch.save(imagenet.state_dict(), tmp_path / "local.pth")
+    model = backbones.create_model("resnet18", 4, pretrained=True, weights_path=str(tmp_path / "local.pth"))
+    assert torch.equal(model.layer4[1].conv2.weight, imagenet.layer4[1].conv2.weight) and model.fc.out_features == 4
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(backbones.WeightsUnavailableError, match="wrong.pth.*does not fit resnet18"):
+        backbones.create_model("resnet18", 4, weights_path=str(tmp_path / "wrong.pth"))
+    with pytest.raises(backbones.UserError, match="freeze='layer9'.*layer1, layer2"):
+        backbones.freeze(model, "resnet18", "layer9")
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0", "convnext_tiny"])
+def test_other_backbones_freeze_by_stage_and_group_parameters(name):
+    model = backbones.create_model(name, 4, pretrained=False)
+    stages = backbones.spec(name).stages
+    frozen = backbones.freeze(model, name, stages[2][0])
+    params = [[p for path in paths for p in model.get_submodule(path).parameters()] for _, paths in stages]
+    assert len(frozen) >= 3 and not any(p.requires_grad for ps in params[:3] for p in ps)
+    assert all(p.requires_grad for ps in params[3:] for p in ps)
+    backbones.freeze(model, name, "backbone")
+    head = backbones.spec(name).head
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {f"{head}.weight", f"{head}.bias"}
+    groups = backbones.param_groups(model, name, lr=1e-3, weight_decay=0.05, backbone_lr_mult=0.1)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["head"]["lr"] == 1e-3 and by_name["backbone"]["lr"] == pytest.approx(1e-4)
+    assert all(p.ndim <= 1 or "layer_scale" in n for n, p in model.named_parameters()
+               if any(p is q for q in by_name["backbone_no_decay"]["params"]))
+    assert by_name["backbone_no_decay"]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    cam_out = []
+    backbones.gradcam_target_layer(model, name).register_forward_hook(lambda m, i, o: cam_out.append(o))
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 4) and cam_out[0].ndim == 4  # spatial maps
+
+
+@pytest.mark.slow
+def test_mlflow_run_entry_point(tmp_path):
+    """`mlflow run . -e train_cnn ... --env-manager local` from the repo root, into a tmp store."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GENRECLF_CACHE": str(tmp_path / "cache"),
+           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": "",
+           "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
+    for leaked in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):  # set by earlier tests
+        env.pop(leaked, None)
+    mlflow.set_tracking_uri(uri)
+    # artifacts go to tmp, never to ./mlruns in the repository
+    mlflow.MlflowClient().create_experiment("cnn-cli", artifact_location=(tmp_path / "artifacts").as_uri())
+    before = set(os.listdir(ROOT))
+    cmd = [str(ROOT / ".venv" / "bin" / "mlflow"), "run", ".", "-e", "train_cnn", "--experiment-name", "cnn-cli",
+           "--env-manager", "local", "-P", "data=synthetic:12", "-P", "pretrained=false", "-P", "epochs=2",
+           "-P", "image_size=64", "-P", "cache_size=64", "-P", "experiment=cnn-cli", "-P", "gradcam_per_genre=1"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = mlflow.search_runs(experiment_names=["cnn-cli"], output_format="list")[0]
+    assert run.info.status == "FINISHED" and run.data.tags["entry_point"] == "train_cnn"
+    assert sorted(metric_steps(run.info.run_id, "train_loss")) == [0, 1]
+    assert "test_macro_f1" in run.data.metrics and "mlflow.project.entryPoint" in run.data.tags
+    assert mlflow.MlflowClient().get_model_version_by_alias(CNN_MODEL_NAME, "challenger").run_id == run.info.run_id
+    assert set(os.listdir(ROOT)) - before <= {"test-output"}, "the run left files in the repository"
