@@ -1,25 +1,32 @@
 """Entry point ``bench``: each stage of the project measured against its reference or bound.
 
-Every section is a function ``(resolved) -> dict`` of flat metrics; ``main`` runs them in one MLflow
-run, logs the metrics (prefixed ``bench_<section>_``) and raw timings, and prints a table. Times are
+    mlflow run . -e bench -P data=synthetic --env-manager local
+
+Every stage is a function ``(ctx) -> (metrics, table rows)``; ``main`` runs them in one MLflow run
+named ``bench-<device>``, logs the metrics (``bench_<stage>_<name>``), the environment (device, CPU,
+threads, versions) as params, the comparison table (``bench/bench_table.csv`` + ``.md``) and prints it. Times are
 medians of ``repeats`` runs, and the contenders of a section alternate within each repeat, so a
 burst of load from elsewhere on the machine hits both sides alike.
 
-Sections:
+Stages (the others live in :mod:`genreclf.bench_stages`):
   features - feature-extraction throughput (images/s, decode included) of genreclf's extractor
              against the straightforward reference (:mod:`genreclf.reference`) on 640x640 JPEGs
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import statistics
 import time
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from . import features, synthetic, tracking
-from .config import DEFAULT_GENRES, as_flat_dict
+from .config import DEFAULT_GENRES, ConfigError, as_flat_dict
 from .images import encode
 
 log = logging.getLogger(__name__)
@@ -112,19 +119,98 @@ def features_section(resolved) -> dict:
     return m
 
 
-SECTIONS = {"features": features_section}
+def features_stage(ctx) -> tuple[dict, list]:
+    m = features_section(ctx["resolved"])
+    rows = [("feature extraction", f"images/s, {m['covers']} JPEG 640px, decode included, {m['workers']} workers",
+             m["ips"], "reference (genreclf/reference.py)", m["reference_ips"], m["speedup"], ">= 20"),
+            ("feature extraction", "images/s, 1 core", m["ips_1core"], "reference", m["reference_ips"],
+             m["speedup_1core"], ""),
+            ("feature extraction", "CPU ms per image, 1 core", m["cpu_ms_1core"], "reference CPU ms",
+             m["reference_cpu_ms"], m["cpu_speedup"], "")]
+    return m, rows
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+COLUMNS = ["stage", "measure", "genreclf", "comparison", "comparison_value", "ratio", "target"]
+
+
+def knobs(cfg, quick: bool) -> SimpleNamespace:
+    """The BenchConfig plus the sizes of the smaller measurements (all smaller with ``quick``)."""
+    k = SimpleNamespace(**dataclasses.asdict(cfg))
+    k.probe_epochs, k.train_steps, k.latency_calls = (2, 2, 5) if quick else (3, 6, 30)
+    k.rest_clients, k.rest_time_cap, k.rest_start_timeout = 4, (30 if quick else 60), 120
+    k.tune_trials = 2 if quick else 4
+    k.rest_requests = min(cfg.rest_requests, 12) if quick else cfg.rest_requests
+    return k
+
+
+def environment(device) -> dict:
+    import platform
+
+    import mlflow
+    import optuna
+    import torch
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "") \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    env = {"device": str(device), "cpu_count": os.cpu_count(), "cpu_model": cpu, "torch_threads": torch.get_num_threads(),
+           "python": platform.python_version(), "torch": torch.__version__, "mlflow": mlflow.__version__,
+           "optuna": optuna.__version__, "numpy": np.__version__, "platform": platform.platform()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def table(rows: list) -> "pd.DataFrame":
+    import pandas as pd
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for c in ("genreclf", "comparison_value", "ratio"):
+        df[c] = df[c].astype(float).round(3)
+    return df
+
+
+def to_markdown(df) -> str:
+    cells = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
 
 
 def main(resolved) -> dict:
+    from .bench_stages import STAGES
+    from .cnn import pick_device
+    from .data import load_covers
     data, cfg = resolved.sections["data"], resolved.sections["bench"]
+    sizes = sorted(int(s) for s in cfg.sizes.split(",") if s.strip())
+    if len(sizes) < 2 or sizes[0] < 1 or cfg.repeats < 1:
+        raise ConfigError(f"bench: sizes={cfg.sizes!r} needs >= 2 positive sizes, repeats={cfg.repeats} >= 1")
+    sizes = [max(8, s // 20) for s in sizes] if cfg.quick else sizes
+    device = pick_device("auto")
     tracking.configure(data.experiment)
-    results: dict[str, dict] = {}
-    with tracking.start_run("bench" + ("-quick" if cfg.quick else ""), "bench", "bench") as run_id:
+    results, rows = {}, []
+    stages = {"features": features_stage, **STAGES}
+    with tracking.start_run(f"bench-{device.type}" + ("-quick" if cfg.quick else ""), "bench", "bench") as run_id:
+        env = environment(device)
         tracking.log_config(resolved)
-        tracking.log_new_params(as_flat_dict(data, cfg))
-        for name, section in SECTIONS.items():
-            log.info("bench section %s", name)
-            results[name] = section(resolved)
-            tracking.log_metrics({f"bench_{name}_{k}": v for k, v in results[name].items()})
-        tracking.log_json(results, "bench/summary.json")
+        tracking.log_new_params({**as_flat_dict(data, cfg), **{f"env_{k}": v for k, v in env.items()}})
+        tracking.set_tags({"device": env["device"], "cpu_count": env["cpu_count"]})
+        covers = load_covers(data)
+        tracking.log_coverset(covers)
+        ctx = {"resolved": resolved, "cfg": knobs(cfg, cfg.quick), "covers": covers, "sizes": sizes,
+               "repeats": min(cfg.repeats, 2) if cfg.quick else cfg.repeats, "run_id": run_id}
+        for name, stage in tqdm(stages.items(), desc="bench stages", unit="stage"):
+            log.info("bench stage %s", name)
+            start = time.perf_counter()
+            metrics, stage_rows = stage(ctx)
+            metrics["stage_s"] = time.perf_counter() - start
+            results[name] = metrics
+            rows += stage_rows
+            tracking.log_metrics({f"bench_{name}_{k}": float(v) for k, v in metrics.items()
+                                  if isinstance(v, (int, float))})
+        df = table(rows)
+        tracking.log_table(df, "bench/bench_table.csv")
+        markdown = to_markdown(df)
+        tracking.log_text(markdown + "\n", "bench/bench_table.md")
+        tracking.log_json({"environment": env, "results": results}, "bench/summary.json")
+    print(f"\nbench on {env['device']} ({env['cpu_model']}, {env['cpu_count']} CPUs, torch threads "
+          f"{env['torch_threads']}), medians of {ctx['repeats']}:\n" + markdown)
     return {"run_id": run_id, **results}

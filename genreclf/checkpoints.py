@@ -47,6 +47,8 @@ def load(run_id: str) -> dict:
         run = tracking.get_run(run_id)
     except Exception as exc:  # MlflowException for unknown ids, ValueError for malformed ones
         raise ResumeError(f"resume={run_id!r}: no such run in this tracking store ({exc})") from None
+    if run.info.status == "FINISHED":
+        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} already finished; nothing to resume")
     if TAG not in run.data.tags:
         raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} has no completed checkpoint "
                           f"(it stopped before its first epoch ended); start a new run instead")

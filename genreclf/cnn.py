@@ -47,6 +47,20 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def check_config(cfg: CNNConfig) -> None:
+    """Refuse settings that cannot train, naming the parameter, before any expensive work."""
+    rules = [("epochs", cfg.epochs >= 1, ">= 1"), ("batch_size", cfg.batch_size >= 2, ">= 2 (batch norm)"),
+             ("image_size", cfg.image_size >= 32, ">= 32"), ("lr", cfg.lr > 0, "> 0"),
+             ("backbone_lr_mult", cfg.backbone_lr_mult >= 0, ">= 0"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
+             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
+             ("aug_scale_min", 0 < cfg.aug_scale_min <= 1, "in (0, 1]"), ("lp_epochs", cfg.lp_epochs >= 0, ">= 0"),
+             ("warmup_epochs", cfg.warmup_epochs >= 0, ">= 0"), ("patience", cfg.patience >= 0, ">= 0")]
+    bad = [f"{name}={getattr(cfg, name)!r} (must be {rule})" for name, ok, rule in rules if not ok]
+    if bad:
+        raise UserError("invalid CNN parameters: " + "; ".join(bad))
+    backbones.spec(cfg.backbone)
+
+
 def precision(device: torch.device):
     """(autocast context, GradScaler): bf16 where supported, fp16 + loss scaling on older GPUs, fp32 on CPU."""
     if device.type == "cuda":
@@ -56,14 +70,17 @@ def precision(device: torch.device):
 
 
 class CoverDataset(Dataset):
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
-        self.images, self.labels, self.transform = images, labels, transform
+    """Covers ``index`` of the decoded cache (no copy of the images), through a uint8 transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray, transform):
+        self.images, self.labels, self.index, self.transform = images, labels, np.asarray(index), transform
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.index)
 
     def __getitem__(self, i):
-        return self.transform(to_chw(self.images[i])), int(self.labels[i])
+        j = self.index[i]
+        return self.transform(to_chw(self.images[j])), int(self.labels[j])
 
 
 def image_loader(dataset: Dataset, cfg: CNNConfig, device: torch.device, training: bool,
@@ -157,9 +174,13 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
     ``checkpoint``, a checkpoint to the active run. ``resume`` is a dict from ``checkpoints.load``.
     ``use_embeddings`` (default: on CPU) trains the head on cached embeddings while the backbone is frozen.
     """
+    check_config(cfg)
     device = pick_device(cfg.device)
     autocast, scaler = precision(device)
     channels_last = device.type == "cuda"
+    if cfg.image_size > covers.images.shape[1]:
+        logger.warning("image_size=%d is larger than the cached covers (%d px): they are upsampled; "
+                       "use cache_size >= image_size", cfg.image_size, covers.images.shape[1])
     use_embeddings = device.type == "cpu" if use_embeddings is None else use_embeddings
     torch.manual_seed(cfg.seed)  # the new head (and the whole net when not pretrained)
     model = backbones.create_model(cfg.backbone, len(covers.genres), cfg.pretrained, cfg.weights_path)
@@ -168,9 +189,9 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
     head = backbones.head(model, cfg.backbone)
 
     tr, va = covers.indices("train"), covers.indices("val")
-    train_ds = CoverDataset(covers.images[tr], covers.labels[tr],
+    train_ds = CoverDataset(covers.images, covers.labels, tr,
                             create_transform(cfg.image_size, True, cfg.trivial_augment, cfg.aug_scale_min))
-    val_ds = CoverDataset(covers.images[va], covers.labels[va], create_transform(cfg.image_size, False))
+    val_ds = CoverDataset(covers.images, covers.labels, va, create_transform(cfg.image_size, False))
     steps = len(train_ds) // cfg.batch_size if len(train_ds) > cfg.batch_size else 1
     steps = min(steps, cfg.max_steps_per_epoch or steps)
     optimizer = torch.optim.AdamW(backbones.param_groups(model, cfg.backbone, cfg.lr, cfg.weight_decay,
@@ -199,15 +220,14 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
             frozen = backbones.freeze(model, cfg.backbone, "backbone" if probe else cfg.freeze)
             g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation and dropout of this epoch
-            if probe and use_embeddings:
+            if probe and use_embeddings:  # the head alone, on backbone features computed once
                 if feats is None:
-                    idx = np.concatenate([tr, va])
-                    feats = embeddings.cached(model, cfg.backbone, covers.images[idx], cfg.image_size,
-                                              f"{covers.digest}|{len(tr)}", device, autocast, progress)
+                    feats = embeddings.cached(model, cfg.backbone, covers.images[np.concatenate([tr, va])],
+                                              cfg.image_size, f"{covers.digest}|{len(tr)}", device, autocast, progress)
                 net, prepare, views = head, (lambda x: x), embeddings.views(cfg.tta)
                 train_dl = embeddings.loader(feats[:len(tr)], covers.labels[tr], cfg.batch_size, True, g)
                 val_dl = embeddings.loader(feats[len(tr):], covers.labels[va], 256, False)
-            else:
+            else:  # the whole net on augmented covers (frozen parts stay in eval mode)
                 net, prepare, views = model, (lambda x: normalize(x, channels_last)), image_views(cfg.tta)
                 train_dl, val_dl = image_loader(train_ds, cfg, device, True, g), image_loader(val_ds, cfg, device, False)
             backbones.train_mode(net, frozen if net is model else [])
@@ -233,9 +253,8 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
             if on_epoch is not None:
                 on_epoch(epoch, dict(metrics))
             if state["stopped"]:
-                logger.info("early stop after epoch %d: val macro-F1 has not improved for %d "
-                                                 "epochs (best %.4f at epoch %d)", epoch, cfg.patience,
-                                                 state["best_f1"], state["best_epoch"])
+                logger.info("early stop after epoch %d: val macro-F1 has not improved for %d epochs "
+                            "(best %.4f at epoch %d)", epoch, cfg.patience, state["best_f1"], state["best_epoch"])
                 break
     finally:
         torch.use_deterministic_algorithms(deterministic)
@@ -265,7 +284,7 @@ def _check_resumable(saved: dict, cfg: CNNConfig) -> None:
 def predict(model: nn.Module, covers, idx: np.ndarray, cfg: CNNConfig, device: torch.device) -> np.ndarray:
     """Probabilities for ``covers.images[idx]`` with the eval preset (and flip TTA when ``cfg.tta``)."""
     autocast, _ = precision(device)
-    ds = CoverDataset(covers.images[idx], covers.labels[idx], create_transform(cfg.image_size, False))
+    ds = CoverDataset(covers.images, covers.labels, idx, create_transform(cfg.image_size, False))
     proba, _, _ = evaluate(model, image_loader(ds, cfg, device, False), device, autocast,
                            lambda x: normalize(x, device.type == "cuda"), image_views(cfg.tta))
     return proba

@@ -67,7 +67,7 @@ def measure_training_efficiency(covers, cfg: CNNConfig, steps: int = 8, repeats:
     tr = covers.indices("train")
     need = (steps + 1) * cfg.batch_size
     idx = np.resize(tr, max(need, len(tr)))  # enough covers for the timed steps, repeating if few
-    ds = cnn.CoverDataset(covers.images[idx], covers.labels[idx],
+    ds = cnn.CoverDataset(covers.images, covers.labels, idx,
                           create_transform(cfg.image_size, True, cfg.trivial_augment, cfg.aug_scale_min))
     loader = cnn.image_loader(ds, cfg, device, training=True, generator=torch.Generator().manual_seed(0))
     channels_last = device.type == "cuda"

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import CNN_MODEL_NAME, backbones, pyfunc, registry, tracking
+from .errors import UserError
 from .images import as_rgb
 from .transforms import create_transform, normalize, to_chw
 
@@ -62,7 +63,7 @@ class CNNCoverModel(pyfunc.CoverModel):
         if genre is None:
             genre = self.genres[int(self.predict_proba([cover])[0].argmax())]
         if genre not in self.genres:
-            raise ValueError(f"genre {genre!r} is not one of {self.genres}")
+            raise UserError(f"genre {genre!r} is not one of {self.genres}")
         return explain(self.model, self.backbone, self.image_size, cover, self.genres.index(genre)), genre
 
 

@@ -78,7 +78,8 @@ def main(resolved: Resolved) -> dict:
     if cfg.resume:
         resolved, resume = _resumed(resolved)
         data_cfg, cfg = resolved.sections["data"], resolved.sections["cnn"]
-        tracking.configure(data_cfg.experiment)  # the resumed run's experiment, whatever was passed now
+        tracking.use_experiment_of(cfg.resume)  # MLflow continues a run only inside its own experiment
+    cnn.check_config(cfg)
     if cfg.pretrained and not cfg.weights_path:
         backbones.ensure_weights(cfg.backbone)  # offline without the file: say so before any work
     covers = load_covers(data_cfg)

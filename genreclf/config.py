@@ -113,6 +113,10 @@ class BenchConfig:
     sizes: str = "500,1000,2000"      # covers per measurement, for the scaling curve
     repeats: int = 3                  # the median of this many runs is reported
     quick: bool = False               # smaller sizes and fewer repeats (tests)
+    backbone: str = "resnet18"        # the CNN trained, served and timed (untrained weights: speed only)
+    image_size: int = 128             # CNN input side: resnet18 at 128 px keeps the bench < 10 min on 2 cores
+    batch_size: int = 32
+    rest_requests: int = 64           # fixed number of REST requests of the bounded load
 
 
 SECTIONS: dict[str, type] = {

@@ -46,6 +46,11 @@ def configure(experiment: str) -> str:
     return mlflow.get_tracking_uri()
 
 
+def use_experiment_of(run_id: str) -> None:
+    """Make the experiment of ``run_id`` the active one, to continue that run (``resume``)."""
+    mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
@@ -61,8 +66,9 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
     """Open (or, under ``mlflow run`` / on resume, continue) a run; yields its run id."""
     base = {"model_family": model_family, "entry_point": entry_point, "git_commit": git_commit()}
     if run_id is None and parent_run_id is None:
-        # under `mlflow run` the project run already exists and MLFLOW_RUN_ID names it
-        run_id = os.environ.get("MLFLOW_RUN_ID")
+        # under `mlflow run` the project run already exists and MLFLOW_RUN_ID names it. Consume the
+        # variable: MLflow re-reads it on every start_run, so a later nested run would reopen it.
+        run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     active = mlflow.active_run()
     nested = active is not None and active.info.run_id != run_id
     kwargs = dict(run_id=run_id, nested=nested, parent_run_id=parent_run_id,

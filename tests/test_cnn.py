@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genreclf import CNN_MODEL_NAME, backbones, cnn, embeddings
+from genreclf import CNN_MODEL_NAME, backbones, checkpoints, cnn
 from genreclf import config as C
 from genreclf.data import load_covers
 from genreclf.images import encode
@@ -146,7 +146,7 @@ def test_killed_run_resumes_in_the_same_run_to_the_same_result(workdir, genreclf
             if runs and "checkpoint_epoch" in client.get_run(runs[0].info.run_id).data.tags:
                 run = runs[0]
                 break
-            time.sleep(0.05)
+            time.sleep(0.2)
     finally:
         proc.kill()
         proc.wait()
@@ -164,6 +164,8 @@ def test_killed_run_resumes_in_the_same_run_to_the_same_result(workdir, genreclf
         assert metric_steps(run.info.run_id, key) == metric_steps(straight["run_id"], key), key
     for key in ("test_accuracy", "test_macro_f1", "val_macro_f1"):
         assert resumed.data.metrics[key] == straight[key], key
+    with pytest.raises(checkpoints.ResumeError, match="already finished"):  # no second registration
+        cnn.train_main(resolved(resume=run.info.run_id))
     weights = [torch.load(mlflow.artifacts.download_artifacts(run_id=r, artifact_path="checkpoints/last.pt"),
                           weights_only=True)["model"] for r in (run.info.run_id, straight["run_id"])]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -189,6 +191,10 @@ def test_offline_pretrained_fails_clearly_and_local_weights_load(workdir, genrec
         backbones.create_model("resnet18", 4, weights_path=str(tmp_path / "wrong.pth"))
     with pytest.raises(backbones.UserError, match="freeze='layer9'.*layer1, layer2"):
         backbones.freeze(model, "resnet18", "layer9")
+    with pytest.raises(backbones.UserError, match=r"epochs=0 \(must be >= 1\); aug_scale_min=0.0 \(must be in \(0, 1\]\)"):
+        cnn.check_config(C.CNNConfig(aug_scale_min=0.0, epochs=0))
+    with pytest.raises(backbones.UserError, match="backbone='vgg11' is not supported"):
+        cnn.check_config(C.CNNConfig(backbone="vgg11"))
 
 
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0", "convnext_tiny"])
