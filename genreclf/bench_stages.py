@@ -77,7 +77,7 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
     device = cnn.pick_device("auto")
     transform = create_transform(cfg.image_size, True)
     size = covers.images.shape[1]
-    metrics, rows, per = {}, [], {"cache": [], "source": []}
+    metrics, rows, per, cpu = {}, [], {"cache": [], "source": []}, {"cache": [], "source": []}
     with tempfile.TemporaryDirectory() as tmp:
         files = []  # the covers as JPEG files (quality 90), as a source folder would hold them
         for i in range(len(covers)):
@@ -91,15 +91,24 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
                            "source": lambda: one_epoch(cnn.image_loader(source, cfg, device, True))}, ctx["repeats"])
             for name in per:
                 per[name].append(res[name]["median_s"])
+                cpu[name].append(res[name]["median_cpu_s"])  # CPU time: hardly moved by other load
                 metrics[f"{name}_covers_per_s_{n}"] = n / res[name]["median_s"]
+                metrics[f"{name}_cpu_ms_per_cover_{n}"] = 1000 * res[name]["median_cpu_s"] / n
             metrics[f"speedup_{n}"] = metrics[f"cache_covers_per_s_{n}"] / metrics[f"source_covers_per_s_{n}"]
             rows.append(("data pipeline", f"covers/s, train loader, {n} covers", metrics[f"cache_covers_per_s_{n}"],
                          "decode source files each epoch", metrics[f"source_covers_per_s_{n}"],
                          metrics[f"speedup_{n}"], ""))
     for name in per:
         metrics[f"{name}_linearity"] = linearity(sizes, per[name])
-        rows.append(("scaling", f"data pipeline ({name}): time ratio / size ratio, {sizes[0]}->{sizes[-1]}",
+        metrics[f"{name}_cpu_linearity"] = linearity(sizes, cpu[name])
+        rows.append(("scaling", f"data pipeline ({name}): wall time ratio / size ratio, {sizes[0]}->{sizes[-1]}",
                      metrics[f"{name}_linearity"], "linear", 1.0, metrics[f"{name}_linearity"], "~1.0 (linear)"))
+        rows.append(("scaling", f"data pipeline ({name}): CPU time ratio / size ratio, {sizes[0]}->{sizes[-1]}",
+                     metrics[f"{name}_cpu_linearity"], "linear", 1.0, metrics[f"{name}_cpu_linearity"], "~1.0 (linear)"))
+    n = sizes[-1]
+    metrics["cpu_speedup"] = metrics[f"source_cpu_ms_per_cover_{n}"] / metrics[f"cache_cpu_ms_per_cover_{n}"]
+    rows.append(("data pipeline", f"CPU ms per cover, {n} covers", metrics[f"cache_cpu_ms_per_cover_{n}"],
+                 "decode source files each epoch", metrics[f"source_cpu_ms_per_cover_{n}"], metrics["cpu_speedup"], ""))
     metrics["speedup"] = metrics[f"speedup_{sizes[-1]}"]
     return metrics, rows
 

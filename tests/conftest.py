@@ -27,7 +27,9 @@ def workdir(tmp_path, monkeypatch, session_store):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     # mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID; a leftover one breaks later `mlflow run`s
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    # (setenv first, so that teardown restores 'unset' even when the test's code set it)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
     import mlflow
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     yield tmp_path
