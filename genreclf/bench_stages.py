@@ -6,27 +6,21 @@ the resolved config, the covers (the decoded cache) and what earlier stages prod
 
   pipeline  - covers/s the training loader delivers from the decoded cache vs reading + decoding the
               source files every epoch, at each of ``sizes`` covers (the scaling curve)
+  scaling   - feature-extraction images/s at each of ``sizes`` covers (linear: constant images/s)
   training  - img/s of the real train loop vs bare forward+backward on random tensors (cnn_bench);
               frozen backbone: cached embeddings vs running the backbone every epoch
   inference - the logged pyfunc: single-cover latency p50/p95, batch-32 throughput vs the bare forward;
               the REST server (``mlflow models serve``) under a bounded load from a second process
+              (:mod:`genreclf.bench_load`)
   tuning    - seconds of MLflow + Optuna bookkeeping per trial vs the trial's own work (a small RF study)
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -184,88 +178,12 @@ def inference_stage(ctx) -> tuple[dict, list]:
              m["single_p95_ms"] / m["single_p50_ms"], ""),
             ("inference", "pyfunc batch 32, img/s (JPEG bytes in)", py_ips, "bare model forward", bare_ips,
              1 + m["overhead"], "<= 1.15")]
+    from .bench_load import rest_load
     rest = rest_load(uri, blobs, b)
     m.update({f"rest_{k}": v for k, v in rest.items()})
     rows.append(("inference", f"REST requests/s (1 cover each, {b.rest_clients} clients)", rest["requests_per_s"],
                  "p95 latency ms", rest["p95_ms"], rest["ok"] / rest["sent"], "all requests OK"))
     return m, rows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rest_load(uri: str, blobs: list[bytes], b) -> dict:
-    """Start ``mlflow models serve`` on 127.0.0.1 and load it from a second process with a fixed request count."""
-    from .serve import payload
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
-           "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    with tempfile.TemporaryDirectory() as tmp:
-        body = Path(tmp) / "body.json"
-        body.write_text(json.dumps(payload(blobs[:1])))
-        log = open(Path(tmp) / "server.log", "w")
-        # mlflow execs `uvicorn` by name: this interpreter's environment must come first on PATH
-        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url, server, timeout=b.rest_start_timeout, log=Path(tmp) / "server.log")
-            out = subprocess.run([sys.executable, "-m", "genreclf.bench_stages", "load", url, str(body),
-                                  "--requests", str(b.rest_requests), "--clients", str(b.rest_clients),
-                                  "--cap", str(b.rest_time_cap)], capture_output=True, text=True, timeout=b.rest_time_cap + 60)
-            if out.returncode:
-                raise RuntimeError(f"REST load client failed: {out.stderr[-2000:]}")
-            return json.loads(out.stdout.strip().splitlines()[-1])
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
-
-
-def wait_ready(url: str, server: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited ({server.returncode}): {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow models serve not ready after {timeout}s: {log.read_text()[-2000:]}")
-
-
-def load_client(url: str, body_path: str, requests: int, clients: int, cap: float) -> dict:
-    """Send ``requests`` POST /invocations with ``clients`` concurrent connections, stopping at ``cap`` s."""
-    body = Path(body_path).read_bytes()
-    deadline = time.time() + cap
-
-    def one(_):
-        if time.time() > deadline:
-            return None
-        req = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
-        t = time.perf_counter()
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                r.read()
-                ok = r.status == 200
-        except OSError:
-            ok = False
-        return time.perf_counter() - t, ok
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        done = [r for r in pool.map(one, range(requests)) if r is not None]
-    wall = time.perf_counter() - start
-    lat = [t for t, ok in done if ok] or [float("nan")]
-    return {"sent": len(done), "ok": sum(ok for _, ok in done), "wall_s": wall,
-            "requests_per_s": len(done) / wall, "p50_ms": 1000 * percentile(lat, 50), "p95_ms": 1000 * percentile(lat, 95)}
 
 
 # --- tuning --------------------------------------------------------------------------------------
@@ -301,21 +219,24 @@ def tuning_stage(ctx) -> tuple[dict, list]:
     return m, rows
 
 
-STAGES = {"pipeline": pipeline_stage, "training": training_stage, "inference": inference_stage, "tuning": tuning_stage}
+# --- scaling of feature extraction ---------------------------------------------------------------
+
+def scaling_stage(ctx) -> tuple[dict, list]:
+    """genreclf's extractor at each of ``sizes`` covers (64 distinct 640 px JPEGs, repeated)."""
+    from . import features
+    from .bench import genres_of, jpeg_covers
+    distinct = jpeg_covers(genres_of(ctx["resolved"]), 16 if ctx["cfg"].quick else 64)
+    sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
+    for n in tqdm(sizes, desc="feature extraction sizes", leave=False):
+        blobs = [distinct[i % len(distinct)] for i in range(n)]
+        res = medians({"genreclf": lambda: features.extract_many(blobs, progress=False, chunk=8)}, ctx["repeats"])
+        wall.append(res["genreclf"]["median_s"])
+        metrics[f"features_ips_{n}"] = n / wall[-1]
+    metrics["features_linearity"] = linearity(sizes, wall)
+    rows.append(("scaling", f"feature extraction images/s at {', '.join(map(str, sizes))} covers",
+                 metrics[f"features_ips_{sizes[0]}"], f"images/s at {sizes[-1]}", metrics[f"features_ips_{sizes[-1]}"],
+                 metrics["features_linearity"], "~1.0 (linear)"))
+    return metrics, rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m genreclf.bench_stages load URL BODY``: the REST load client, run as its own process."""
-    p = argparse.ArgumentParser(prog="genreclf.bench_stages")
-    p.add_argument("what", choices=["load"])
-    p.add_argument("url")
-    p.add_argument("body")
-    p.add_argument("--requests", type=int, default=64)
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--cap", type=float, default=60)
-    a = p.parse_args(argv)
-    print(json.dumps(load_client(a.url, a.body, a.requests, a.clients, a.cap)))
-
-
-if __name__ == "__main__":
-    main()
+STAGES = {"pipeline": pipeline_stage, "scaling": scaling_stage, "training": training_stage, "inference": inference_stage, "tuning": tuning_stage}

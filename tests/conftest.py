@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs against its own real MLflow store, cache and working dir."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"  # screenshots and other files a person may want to look at
+MLFLOW_RUN_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
+@contextlib.contextmanager
+def isolated_store(root: Path, cache: Path, **extra: str):
+    """chdir to ``root`` with its own SQLite MLflow store, for module-scoped fixtures; yields the env."""
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "GENRECLF_CACHE": str(cache),
+           "HF_HUB_OFFLINE": "1", "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false", **extra}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for k, v in env.items():
+            mp.setenv(k, v)
+        for k in MLFLOW_RUN_ENV:  # mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID: set+del so the
+            mp.setenv(k, "")      # exit restores the state before the fixture, not what runs leave
+            mp.delenv(k)
+        import mlflow
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        yield env
 
 
 @pytest.fixture(scope="session")

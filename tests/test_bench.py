@@ -10,6 +10,7 @@ from genreclf import tracking
 
 FIGURES = {  # stage -> metrics that must exist (each compared with its reference or bound)
     "features": ["ips", "reference_ips", "speedup", "ips_1core", "speedup_1core", "cpu_speedup"],
+    "scaling": ["features_ips_25", "features_ips_50", "features_linearity"],
     "pipeline": ["cache_covers_per_s_25", "source_covers_per_s_25", "speedup_25", "cache_covers_per_s_50",
                  "source_covers_per_s_50", "speedup_50", "cache_linearity", "source_linearity", "speedup"],
     "training": ["train_images_per_s", "bare_images_per_s", "pipeline_efficiency", "probe_embeddings_cold_s",

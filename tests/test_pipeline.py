@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MLFLOW_RUN_ENV, isolated_store
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf import config as C
 
@@ -27,7 +28,6 @@ STEPS = ["features", "train_rf", "train_cnn", "promote"]
 
 
 # set by earlier in-process runs; `mlflow run --experiment-name` refuses MLFLOW_EXPERIMENT_ID beside it
-MLFLOW_RUN_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 
 
 def _mlflow_run(store: Path, env: dict) -> float:
@@ -46,19 +46,10 @@ def study(tmp_path_factory, session_store):
     """Run `main` twice; between the runs register a weak RF challenger (a stump) by hand."""
     from genreclf import baseline, tracking
     store = tmp_path_factory.mktemp("pipeline")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "GENRECLF_CACHE": str(session_store / "cache"),
-           "HF_HUB_OFFLINE": "1", "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false", "CUDA_VISIBLE_DEVICES": ""}
-    full_env = {**{k: v for k, v in os.environ.items() if k not in MLFLOW_RUN_ENV}, **env,
-                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(store)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for k in MLFLOW_RUN_ENV:  # mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID: set+del so the
-            mp.setenv(k, "")      # exit restores the state before this module, not what runs leave
-            mp.delenv(k)
+    with isolated_store(store, session_store / "cache", CUDA_VISIBLE_DEVICES="") as env:
         import mlflow
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        full_env = {**{k: v for k, v in os.environ.items() if k not in MLFLOW_RUN_ENV}, **env,
+                    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
         first = _mlflow_run(store, full_env)
         weak = baseline.train_main(C.Resolved("train_rf", C.resolve(
             None, {**DATA, "experiment": EXPERIMENT, "n_estimators": 1, "max_depth": 1}, "data", "rf")))

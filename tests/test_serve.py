@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MLFLOW_RUN_ENV, isolated_store
 from genreclf import RF_MODEL_NAME
 from genreclf import config as C
 from genreclf.images import encode
@@ -26,10 +27,6 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 GENRES = ["HipHop", "Rock", "Pop", "Electronic"]
 DATA = {"data": "synthetic:12", "cache_size": 64}
-
-
-# set by earlier in-process runs; `mlflow run --experiment-name` refuses MLFLOW_EXPERIMENT_ID beside it
-MLFLOW_RUN_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 
 
 def _free_port() -> int:
@@ -53,17 +50,7 @@ def champion_store(tmp_path_factory, session_store):
     """A store where the RF trained on tiny synthetic covers is registered and promoted to champion."""
     from genreclf import baseline, registry
     root = tmp_path_factory.mktemp("serve")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "GENRECLF_CACHE": str(session_store / "cache"),
-           "HF_HUB_OFFLINE": "1", "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for k in MLFLOW_RUN_ENV:  # mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID: set+del so the
-            mp.setenv(k, "")      # exit restores the state before this module, not what runs leave
-            mp.delenv(k)
-        import mlflow
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    with isolated_store(root, session_store / "cache") as env:
         rf = baseline.train_main(C.Resolved("train_rf", C.resolve(None, {**DATA, "n_estimators": 40}, "data", "rf")))
         decision = registry.promote_main(C.Resolved("promote", C.resolve(
             None, {**DATA, "model_name": RF_MODEL_NAME}, "data", "promote")))
