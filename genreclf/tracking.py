@@ -139,10 +139,14 @@ def log_coverset(covers, context_prefix: str = "") -> None:
     """Record the data of a run: dataset inputs per split, the split manifest, skipped files."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.exceptions import MlflowException
-    try:
-        source = resolve_dataset_source(covers.source)
-    except MlflowException:  # "synthetic:N", "hf:<name>": no MLflow resolver; the data_source tag keeps it
-        source = None
+    if covers.source.startswith("hf:"):
+        from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+        source = HuggingFaceDatasetSource(path=covers.source[3:], split="train")
+    else:
+        try:
+            source = resolve_dataset_source(covers.source)
+        except MlflowException:  # "synthetic:N" has no MLflow resolver; the data_source tag keeps it
+            source = None
     manifest = covers.manifest()
     for split in ("train", "val", "test"):
         part = manifest[manifest["split"] == split].reset_index(drop=True)
