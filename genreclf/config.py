@@ -81,7 +81,6 @@ class CNNConfig:
 
 @dataclass
 class TuneConfig:
-    model: str = "rf"                 # rf | cnn
     n_trials: int = 20
     timeout: float = 0.0              # seconds (0 = none)
     study_name: str = ""              # default: <model>-<data digest prefix>

@@ -66,7 +66,7 @@ def resolved(kind: str, space: str, **over) -> Resolved:
     model = RFConfig(n_jobs=1) if kind == "rf" else CNNConfig(
         pretrained=False, image_size=48, epochs=3, batch_size=16, freeze="backbone", patience=0,
         gradcam_per_genre=0, max_steps_per_epoch=2, tta=False)
-    tune = TuneConfig(model=kind, space=space, **{k: v for k, v in over.items() if hasattr(TuneConfig, k)})
+    tune = TuneConfig(space=space, **{k: v for k, v in over.items() if hasattr(TuneConfig, k)})
     return Resolved(f"tune_{kind}", {"data": DataConfig(experiment="tune", **DATA), kind: model, "tune": tune})
 
 
