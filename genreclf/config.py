@@ -129,17 +129,22 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def read_yaml(p: Path, what: str, example: str) -> Any:
+    """Parse a YAML file; a missing or malformed file is a ConfigError naming it."""
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {p} (expected e.g. {example})")
+    try:
+        return yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
+
+
 def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Read an experiment YAML: a mapping of section name -> mapping of parameters."""
     if not path:
         return {}
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p} (expected e.g. experiments/quickstart.yaml)")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    raw = read_yaml(p, "config file", "experiments/quickstart.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must be a mapping of sections {sorted(SECTIONS)}")
     unknown = set(raw) - set(SECTIONS) - {"description"}

@@ -18,9 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import ConfigError, _coerce
+from .config import ConfigError, _coerce, read_yaml
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "experiments"
 KEYS = {"int": {"type", "low", "high", "step", "log"}, "float": {"type", "low", "high", "step", "log"},
@@ -59,12 +57,7 @@ class SearchSpace:
 
 def load_space(path: str | Path, cls: type) -> SearchSpace:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"search space file not found: {p} (see experiments/space_rf.yaml for the format)")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"search space {p} is not valid YAML: {exc}") from None
+    raw = read_yaml(p, "search space", "experiments/space_rf.yaml")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"search space {p} must map parameter names to {{type: ...}} entries")
     known = {f.name for f in dataclasses.fields(cls)}
