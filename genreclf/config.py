@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from genreclf.errors import UserError
 
 DEFAULT_DATA = "hf:eong/20k-Album-Covers-within-20-Genres"
 DEFAULT_GENRES = "HipHop,Rock,Pop,Electronic"
@@ -212,6 +212,41 @@ class Resolved:
     """The resolved configuration of one entry point, logged to its run as ``config.yaml``."""
     entry_point: str
     sections: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str):
+        """The typed section ``name`` of this entry point (a ConfigError if the entry point has none)."""
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise ConfigError(f"entry point {self.entry_point!r} has no {name!r} section") from None
+
+    @property
+    def data(self) -> DataConfig:
+        return self.section("data")
+
+    @property
+    def rf(self) -> RFConfig:
+        return self.section("rf")
+
+    @property
+    def cnn(self) -> CNNConfig:
+        return self.section("cnn")
+
+    @property
+    def tune(self) -> TuneConfig:
+        return self.section("tune")
+
+    @property
+    def promote(self) -> PromoteConfig:
+        return self.section("promote")
+
+    @property
+    def serve(self) -> ServeConfig:
+        return self.section("serve")
+
+    @property
+    def bench(self) -> BenchConfig:
+        return self.section("bench")
 
     def to_yaml(self) -> str:
         body = {name: dataclasses.asdict(cfg) for name, cfg in self.sections.items()}

@@ -14,9 +14,13 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from genreclf import RF_MODEL_NAME, baseline, config as C, images, registry
+from genreclf import RF_MODEL_NAME
+from genreclf import config as C
 from genreclf.config import ConfigError, RFConfig
-from genreclf.data import load_covers
+from genreclf.data import images
+from genreclf.data.covers import load_covers
+from genreclf.rf import forest as baseline
+from genreclf.tracking import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"

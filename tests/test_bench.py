@@ -6,7 +6,7 @@ import subprocess
 
 import pandas as pd
 
-from genreclf import tracking
+from genreclf.tracking import runs as tracking
 
 FIGURES = {  # stage -> metrics that must exist (each compared with its reference or bound)
     "features": ["ips", "reference_ips", "speedup", "ips_1core", "speedup_1core", "cpu_speedup"],

@@ -19,10 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from genreclf import CNN_MODEL_NAME, backbones, checkpoints, cnn
+from genreclf import CNN_MODEL_NAME
 from genreclf import config as C
-from genreclf.data import load_covers
-from genreclf.images import encode
+from genreclf.cnn import backbones, checkpoints
+from genreclf.cnn import fit as cnn
+from genreclf.data.covers import load_covers
+from genreclf.data.images import encode
+from genreclf.entrypoints import train_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(data="synthetic:24", cache_size=64, image_size=64, pretrained=False, epochs=2, batch_size=16,
@@ -45,7 +48,7 @@ def artifact_paths(run_id: str, path: str = "") -> set[str]:
 
 
 def test_train_cnn_run_holds_everything_and_registered_model_predicts_bytes(workdir):
-    out = cnn.train_main(resolved())
+    out = train_cnn.main(resolved())
     client = mlflow.MlflowClient()
     run = client.get_run(out["run_id"])
     assert run.info.run_name == "cnn-resnet18-lr1e-3" and run.info.status == "FINISHED"
@@ -117,7 +120,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     assert all(torch.equal(initial[k], after[k].cpu()) for k in initial if not k.startswith("fc."))  # incl. BN stats
     assert not torch.equal(initial["fc.weight"], after["fc.weight"].cpu())
     # a second fit (a tuning trial, a resumed run) reuses the file instead of running the backbone
-    caplog.set_level("INFO", logger="genreclf.embeddings")
+    caplog.set_level("INFO", logger="genreclf.cnn.embeddings")
     again = cnn.fit(covers, cfg, log=False)
     assert any("from cache" in r.message for r in caplog.records)
     assert torch.equal(again.model.fc.weight, result.model.fc.weight)  # and is deterministic
@@ -158,14 +161,14 @@ def test_killed_run_resumes_in_the_same_run_to_the_same_result(workdir, genreclf
     resumed = client.get_run(run.info.run_id)
     assert resumed.info.status == "FINISHED" and resumed.data.tags["resumed_after_epoch"] == killed.data.tags[
         "checkpoint_epoch"]
-    straight = cnn.train_main(resolved(**{**over, "experiment": "straight"}))
+    straight = train_cnn.main(resolved(**{**over, "experiment": "straight"}))
 
     for key in ("train_loss", "val_loss", "val_macro_f1", "lr"):
         assert metric_steps(run.info.run_id, key) == metric_steps(straight["run_id"], key), key
     for key in ("test_accuracy", "test_macro_f1", "val_macro_f1"):
         assert resumed.data.metrics[key] == straight[key], key
     with pytest.raises(checkpoints.ResumeError, match="already finished"):  # no second registration
-        cnn.train_main(resolved(resume=run.info.run_id))
+        train_cnn.main(resolved(resume=run.info.run_id))
     weights = [torch.load(mlflow.artifacts.download_artifacts(run_id=r, artifact_path="checkpoints/last.pt"),
                           weights_only=True)["model"] for r in (run.info.run_id, straight["run_id"])]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genreclf import synthetic
 from genreclf.config import DataConfig
-from genreclf.data import load_covers, phash64
-from genreclf.images import BadImageError, decode_rgb, encode
-from genreclf.sources import DataError
+from genreclf.data import synthetic
+from genreclf.data.covers import load_covers, phash64
+from genreclf.data.images import BadImageError, decode_rgb, encode
+from genreclf.data.sources import DataError
 
 GENRES4 = ["Electronic", "HipHop", "Pop", "Rock"]
 
@@ -168,7 +168,7 @@ def test_duplicates_across_genres_are_dropped_before_split(workdir, tmp_path):
 def test_cache_is_reused(workdir, caplog):
     cfg = _cfg("synthetic:6", cache_size=40)
     first = load_covers(cfg, progress=False)
-    with caplog.at_level(logging.INFO, logger="genreclf.data"):
+    with caplog.at_level(logging.INFO, logger="genreclf.data.covers"):
         second = load_covers(cfg, progress=False)
     assert "decoded covers from cache" in caplog.text
     assert np.array_equal(first.images, second.images)

@@ -15,13 +15,14 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME, demo, tracking
-from genreclf.config import CNNConfig, DataConfig, Resolved, RFConfig, ServeConfig
-from genreclf.images import encode
-from genreclf.synthetic import make_cover
-
 from conftest import OUTPUT, ROOT
+
+from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
+from genreclf.config import CNNConfig, DataConfig, Resolved, RFConfig, ServeConfig
+from genreclf.data.images import encode
+from genreclf.data.synthetic import make_cover
+from genreclf.entrypoints import demo
+from genreclf.tracking import runs as tracking
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,9 +39,10 @@ def free_port() -> int:
 
 def train_champions(data: DataConfig) -> dict[str, str]:
     """Train tiny real models through their entry points; point @champion at the new versions."""
-    from genreclf import baseline, cnn
+    from genreclf.entrypoints import train_cnn
+    from genreclf.rf import forest as baseline
     baseline.train_main(Resolved("train_rf", {"data": data, "rf": RFConfig(n_estimators=30, n_jobs=1)}))
-    cnn.train_main(Resolved("train_cnn", {"data": data, "cnn": CNNConfig(
+    train_cnn.main(Resolved("train_cnn", {"data": data, "cnn": CNNConfig(
         pretrained=False, epochs=1, image_size=64, batch_size=16, device="cpu", workers=0, patience=0,
         warmup_epochs=0, tta=False, gradcam_per_genre=1)}))
     versions = {name: tracking.registered_aliases(name)["challenger"] for name in (RF_MODEL_NAME, CNN_MODEL_NAME)}

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genreclf import bench, features as F, images, synthetic
+from genreclf.bench import runner as bench
 from genreclf.config import DataConfig
-from genreclf.data import cache_root, load_covers
-from genreclf.images import BadImageError
+from genreclf.data import images, synthetic
+from genreclf.data.covers import cache_root, load_covers
+from genreclf.data.images import BadImageError
+from genreclf.rf import features as F
 
 ROOT = Path(__file__).resolve().parents[1]
 GENRES = ["HipHop", "Rock", "Pop", "Electronic"]

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from genreclf import backbones, gradcam, tracking
+from genreclf.cnn import backbones, gradcam
+from genreclf.tracking import runs as tracking
 
 
 def test_overlay_is_a_cover_sized_uint8_heat_map():

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import MLFLOW_RUN_ENV, isolated_store
+
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf import config as C
 
@@ -44,7 +44,8 @@ def _mlflow_run(store: Path, env: dict) -> float:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, session_store):
     """Run `main` twice; between the runs register a weak RF challenger (a stump) by hand."""
-    from genreclf import baseline, tracking
+    from genreclf.rf import forest as baseline
+    from genreclf.tracking import runs as tracking
     store = tmp_path_factory.mktemp("pipeline")
     with isolated_store(store, session_store / "cache", CUDA_VISIBLE_DEVICES="") as env:
         import mlflow
@@ -124,8 +125,8 @@ def test_champions_exist_and_are_the_better_versions(study):
 
 
 def test_cnn_champion_loads_in_a_fresh_process_on_cpu(study, tmp_path):
-    from genreclf.images import encode
-    from genreclf.synthetic import make_cover
+    from genreclf.data.images import encode
+    from genreclf.data.synthetic import make_cover
     cover = tmp_path / "cover.jpg"
     cover.write_bytes(encode(make_cover("Rock", 900), "JPEG"))
     script = textwrap.dedent(f"""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from genreclf import RF_MODEL_NAME, baseline, registry, tracking
+from genreclf import RF_MODEL_NAME
 from genreclf import config as C
+from genreclf.rf import forest as baseline
+from genreclf.tracking import registry
+from genreclf.tracking import runs as tracking
 
 DATA = {"data": "synthetic:12", "cache_size": 64}
 STRONG = {"n_estimators": 40}

@@ -15,13 +15,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import MLFLOW_RUN_ENV, isolated_store
+
 from genreclf import RF_MODEL_NAME
 from genreclf import config as C
-from genreclf.images import encode
-from genreclf.serve import payload
-from genreclf.synthetic import make_cover
+from genreclf.data.images import encode
+from genreclf.data.synthetic import make_cover
+from genreclf.serving.payloads import payload
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -48,7 +48,8 @@ def _post(url: str, body) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def champion_store(tmp_path_factory, session_store):
     """A store where the RF trained on tiny synthetic covers is registered and promoted to champion."""
-    from genreclf import baseline, registry
+    from genreclf.rf import forest as baseline
+    from genreclf.tracking import registry
     root = tmp_path_factory.mktemp("serve")
     with isolated_store(root, session_store / "cache") as env:
         rf = baseline.train_main(C.Resolved("train_rf", C.resolve(None, {**DATA, "n_estimators": 40}, "data", "rf")))

@@ -25,7 +25,7 @@ import pytest
 
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import CNNConfig, ConfigError, DataConfig, Resolved, RFConfig, TuneConfig
-from genreclf.data import load_covers
+from genreclf.data.covers import load_covers
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -72,7 +72,7 @@ def resolved(kind: str, space: str, **over) -> Resolved:
 
 # ------------------------------------------------------------------------------------------ the space
 def test_space_rejects_unknown_and_malformed_parameters(tmp_path):
-    from genreclf.tune_space import load_space
+    from genreclf.tuning.space import load_space
     with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['n_trees'\]"):
         load_space(write(tmp_path / "a.yaml", "n_trees: {type: int, low: 1, high: 5}\n"), RFConfig)
     with pytest.raises(ConfigError, match="'lr'.*low <= high"):
@@ -129,8 +129,8 @@ def test_tune_rf_through_mlflow_run(workdir):
 # ------------------------------------------------------------------------------------------ test split
 def test_search_never_reads_the_test_split(workdir):
     """Replace every test cover by noise and shuffle the test labels: no trial value moves."""
-    from genreclf.features import features_for
-    from genreclf.tune_objectives import make_objective, subset, without_test
+    from genreclf.rf.features import features_for
+    from genreclf.tuning.objectives import make_objective, subset, without_test
     covers = load_covers(DataConfig(**DATA), progress=False)
     te = covers.indices("test")
     images = np.array(covers.images)
@@ -162,8 +162,8 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(workdir):
     """An exception, a NaN and an out-of-memory error each make a FAIL trial; the next trial runs."""
     import torch
 
-    from genreclf import tracking
-    from genreclf.tune_study import Search, work
+    from genreclf.tracking import runs as tracking
+    from genreclf.tuning.worker import Search, work
     space = write(workdir / "space.yaml", "n_estimators: {type: int, low: 10, high: 20}\n")
     res = resolved("rf", space, n_trials=4)
     outcomes = iter([ValueError("bad configuration"), float("nan"), torch.OutOfMemoryError("CUDA out of memory"), 0.5])
@@ -190,7 +190,7 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(workdir):
 # ------------------------------------------------------------------------------------------ tune_cnn
 @pytest.mark.slow
 def test_tune_cnn_reports_epochs_and_prunes(workdir):
-    from genreclf.tune import run_tuning
+    from genreclf.entrypoints.tune import run_tuning
     space = write(workdir / "space.yaml", "lr: {type: float, low: 1.0e-5, high: 3.0e-2, log: true}\n"
                                           "label_smoothing: {type: float, low: 0.0, high: 0.2}\n")
     out = run_tuning("cnn", resolved("cnn", space, n_trials=5, study_name="cnn-study"))

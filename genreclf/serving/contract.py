@@ -1,0 +1,109 @@
+"""The shared interface of both registered models (``album-genre-rf`` and ``album-genre-cnn``).
+
+Input: a DataFrame with a column ``image`` of encoded image bytes (base64 over REST; MLflow
+decodes it because the signature declares the column binary). In Python, decoded RGB arrays are
+accepted too. Output: a DataFrame with ``genre`` and one ``p_<genre>`` probability per genre.
+
+A bad row (not an image, empty, not bytes) raises an MlflowException with
+INVALID_PARAMETER_VALUE that names the row, which the scoring server turns into HTTP 400 - never a
+500 from deep inside OpenCV or PIL. File paths are never opened: a string is not an image.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models.signature import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, DataType, Schema
+
+from genreclf.data.images import BadImageError, as_rgb, encode
+
+IMAGE_COLUMN = "image"
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
+MAX_BYTES = 20 * 1024 * 1024  # per cover
+
+
+def bad_input(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def signature(genres: list[str]) -> ModelSignature:
+    inputs = Schema([ColSpec(DataType.binary, IMAGE_COLUMN)])
+    outputs = Schema([ColSpec(DataType.string, "genre")] + [ColSpec(DataType.double, f"p_{g}") for g in genres])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(covers: list[np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({IMAGE_COLUMN: [encode(c, "JPEG") for c in covers]})
+
+
+def rows_of(model_input) -> list:
+    """The per-row cover objects of any accepted input shape."""
+    if isinstance(model_input, pd.DataFrame):
+        if IMAGE_COLUMN not in model_input.columns:
+            raise bad_input(f"expected a column {IMAGE_COLUMN!r} of encoded image bytes; "
+                            f"got columns {list(model_input.columns)}")
+        return list(model_input[IMAGE_COLUMN])
+    if isinstance(model_input, dict):
+        if IMAGE_COLUMN not in model_input:
+            raise bad_input(f"expected key {IMAGE_COLUMN!r}; got {list(model_input)}")
+        value = model_input[IMAGE_COLUMN]
+        return list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if isinstance(model_input, np.ndarray) and model_input.ndim == 4:
+        return list(model_input)  # a batch of decoded covers
+    if isinstance(model_input, (list, tuple)):
+        return list(model_input)
+    if isinstance(model_input, (bytes, np.ndarray)):
+        return [model_input]
+    raise bad_input(f"unsupported input type {type(model_input).__name__}; "
+                    f"send a DataFrame with a column {IMAGE_COLUMN!r} of image bytes")
+
+
+def decode_rows(model_input, size: int) -> list[np.ndarray]:
+    rows = rows_of(model_input)
+    if not rows:
+        raise bad_input("empty input: send at least one cover")
+    out = []
+    for i, obj in enumerate(rows):
+        if isinstance(obj, str) or (isinstance(obj, bytes) and _BASE64_TEXT.fullmatch(obj)):
+            # base64 that MLflow did not decode: an `inputs` payload reaches us as the base64 *text*
+            # in numpy bytes (no image file is pure base64 alphabet). Never a path: never opened.
+            try:
+                obj = base64.b64decode(obj, validate=True)
+            except (binascii.Error, ValueError):
+                raise bad_input(f"row {i}: a string is not an image; send encoded image bytes "
+                                f"(base64 in JSON)") from None
+        if isinstance(obj, (bytes, bytearray)) and len(obj) > MAX_BYTES:
+            raise bad_input(f"row {i}: {len(obj)} bytes is over the {MAX_BYTES} byte limit per cover")
+        try:
+            out.append(as_rgb(obj, size, name=f"row {i}"))
+        except BadImageError as exc:
+            raise bad_input(str(exc)) from None
+    return out
+
+
+def to_frame(proba: np.ndarray, genres: list[str]) -> pd.DataFrame:
+    proba = np.asarray(proba, dtype=np.float64)
+    frame = pd.DataFrame(proba, columns=[f"p_{g}" for g in genres])
+    frame.insert(0, "genre", [genres[k] for k in proba.argmax(axis=1)])
+    return frame
+
+
+class CoverModel(mlflow.pyfunc.PythonModel):
+    """Base class: subclasses set ``self.genres`` and ``self.size`` and implement predict_proba."""
+
+    genres: list[str]
+    size: int
+
+    def predict_proba(self, covers: list[np.ndarray]) -> np.ndarray:  # (N, n_genres)
+        raise NotImplementedError
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        covers = decode_rows(model_input, self.size)
+        return to_frame(self.predict_proba(covers), self.genres)

@@ -1,0 +1,192 @@
+"""Where a study lives and how its workers stay out of each other's way.
+
+* Storage: a journal file next to the MLflow store by default (``<store dir>/optuna/<study>.journal``),
+  or any RDB URL (PostgreSQL/MySQL share one study between hosts).
+* Budget: ``n_trials`` counts *finished* trials (COMPLETE + PRUNED + FAIL). A worker claims a slot
+  under a file lock (count finished + running, then ``ask``), so parallel workers on one host never
+  overshoot or duplicate.
+* Stale trials: a RUNNING trial whose worker process is gone (killed, OOM-killed) is marked FAIL,
+  its MLflow run closed and its parameters queued again - found through the host/pid each trial
+  records, and on RDB storages also through Optuna's heartbeat (workers on other hosts).
+* MLflow from several processes: writes are serialised through a file lock when the store is
+  SQLite, because two writers upgrading their locks at once get "database is locked" at once,
+  whatever the busy timeout.
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import re
+import socket
+import warnings
+from pathlib import Path
+
+import optuna
+import psutil
+from optuna.trial import TrialState
+
+from genreclf.config import ConfigError
+from genreclf.tracking import runs as tracking
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 60          # RDB storages: a trial silent for GRACE_S is failed by the next worker
+GRACE_S = 300
+RDB_PREFIXES = ("sqlite:", "postgresql", "mysql", "oracle", "mssql")
+
+
+# ---------------------------------------------------------------- storage and study
+def store_dir(tracking_uri: str) -> Path:
+    """The directory of the MLflow store (Optuna journals and lock files live beside it)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///"):]).resolve().parent
+    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+        return Path(tracking_uri.removeprefix("file://").removeprefix("file:")).resolve().parent
+    return Path.cwd()
+
+
+def storage_url(spec: str, study_name: str, tracking_uri: str) -> str:
+    return spec or str(store_dir(tracking_uri) / "optuna" / f"{study_name}.journal")
+
+
+def is_rdb(url: str) -> bool:
+    return url.startswith(RDB_PREFIXES)
+
+
+def redact(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def open_storage(url: str, n_workers: int = 1, store: FileLock | None = None) -> optuna.storages.BaseStorage:
+    """The study's storage; ``store`` is the MLflow store lock for closing the runs of stale trials."""
+    if not is_rdb(url):
+        path = Path(url.removeprefix("journal:")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    if url.startswith("sqlite:") and n_workers > 1:
+        raise ConfigError(f"storage={url}: SQLite cannot take {n_workers} concurrent workers without "
+                          "'database is locked' errors; leave storage empty (journal file) or use PostgreSQL/MySQL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              failed_trial_callback=functools.partial(_after_stale, store=store))
+    except ImportError as exc:
+        raise ConfigError(f"storage={redact(url)}: database driver missing ({exc}); e.g. "
+                          "pip install psycopg2-binary (PostgreSQL) or PyMySQL (mysql+pymysql://)") from None
+    except Exception as exc:  # sqlalchemy errors: unreachable host, bad credentials, bad URL
+        raise ConfigError(f"cannot open Optuna storage {redact(url)}: {type(exc).__name__}: {exc}") from None
+
+
+def make_pruner(name: str, n_trials: int, max_resource: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        # a quarter of the study (at most 5 trials) runs unpruned to set the median; epoch 0 is too noisy
+        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, n_trials // 4)), n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_resource), reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"pruner={name!r}: expected median, hyperband or none")
+
+
+def open_study(search: Search, storage, max_resource: int) -> optuna.Study:
+    """Create or load the study, with a TPE sampler seeded per worker and per resume point.
+
+    The seed moves with the number of trials already stored, so a resumed (or second) worker does not
+    replay the random start-up proposals of the first.
+    """
+    name, tune = search.study_name, search.tune
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    seen = len(study.get_trials(deepcopy=False))
+    sampler = optuna.samplers.TPESampler(seed=tune.seed + 1009 * search.worker + seen,
+                                         constant_liar=search.n_workers > 1)
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                             pruner=make_pruner(tune.pruner, search.n_trials, max_resource))
+
+
+def used_slots(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() or t.state == TrialState.RUNNING)
+
+
+def finished(study: optuna.Study) -> list:
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+
+# ---------------------------------------------------------------- locks
+class FileLock:
+    """An exclusive POSIX lock on a file (released by the kernel when the process dies)."""
+
+    def __init__(self, path: Path | None):
+        self.path, self._fd = path, None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def acquire(self) -> None:
+        if self.path is not None and self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:  # idempotent: the trial releases the slot lock as soon as it is claimed
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def store_lock(tracking_uri: str) -> FileLock:
+    sqlite = tracking_uri.startswith("sqlite:///")
+    return FileLock(Path(tracking_uri[len("sqlite:///"):]).resolve().with_suffix(".genreclf-lock") if sqlite else None)
+
+
+def slot_lock(search: Search, tracking_uri: str) -> FileLock:
+    return FileLock(store_dir(tracking_uri) / "optuna" / f"{search.study_name}.slots-lock")
+
+
+# ---------------------------------------------------------------- stale trials
+def worker_record() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+
+
+def _alive(worker: dict) -> bool:
+    try:
+        return abs(psutil.Process(worker["pid"]).create_time() - worker["started"]) < 1e-3
+    except (psutil.Error, KeyError, TypeError):
+        return False
+
+
+def reap_stale(study: optuna.Study, rdb: bool, store: FileLock | None = None) -> int:
+    """Fail RUNNING trials whose worker on this host is gone. Call it holding the slot lock: a trial
+    without a worker record was then created by a process that died before writing it."""
+    host, n = socket.gethostname(), 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker")
+        if worker is None and rdb:
+            continue  # may be a live worker on another host between ask() and its first write
+        if worker is not None and (worker.get("host") != host or _alive(worker)):
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another worker got there first
+            continue
+        log.warning("trial %d: its worker (%s) is gone; marked FAIL and queued again", t.number, worker)
+        _after_stale(study, t, store)
+        n += 1
+    return n
+
+
+def _after_stale(study: optuna.Study, trial, store: FileLock | None = None) -> None:
+    """Close the dead trial's MLflow run and give its configuration another chance."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    with store or FileLock(None):
+        if run_id and tracking.run_exists(run_id):
+            tracking.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": "worker process died"})
+    if trial.params:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})

@@ -1,0 +1,184 @@
+"""Tuning workers: the loop that claims slots and runs trials, one MLflow child run per trial.
+
+A trial records which process runs it (host, pid), samples its configuration from the search space,
+opens a child run of the study's parent run, reports every step (per-step metrics to MLflow, the
+value to Optuna's pruner) and closes with tags ``trial_number`` / ``optuna_state`` and its timings.
+An exception, a NaN or an out-of-memory error makes it FAIL; the worker goes on with the next one.
+Storage, budget, stale trials and locks: ``tune_storage.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+
+from genreclf.config import Resolved
+from genreclf.tracking import runs as tracking
+from genreclf.tuning.space import load_space
+from genreclf.tuning.storage import (
+    FileLock,
+    is_rdb,
+    open_storage,
+    open_study,
+    reap_stale,
+    slot_lock,
+    store_lock,
+    used_slots,
+    worker_record,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Search:
+    """Everything a worker process needs (picklable: spawned workers receive it)."""
+    kind: str                       # rf | cnn
+    resolved: Resolved
+    study_name: str
+    storage: str                    # journal file path or RDB URL
+    parent_run_id: str
+    n_trials: int
+    deadline: float | None          # time.time() after which no new trial starts
+    space_path: str
+    n_workers: int = 1
+    worker: int = 0
+
+    @property
+    def tune(self):
+        return self.resolved.sections["tune"]
+
+
+# ---------------------------------------------------------------- one trial = one child run
+class TrialRun:
+    """The MLflow child run of one trial; every write goes through the store lock."""
+
+    def __init__(self, search: Search, trial: optuna.Trial, store: FileLock):
+        self.search, self.trial, self.store = search, trial, store
+        self.bookkeeping = 0.0   # seconds spent on MLflow / Optuna writes while the objective runs
+        self.last = math.nan     # the last reported value: a pruned trial's value
+
+    def open(self, cfg, params: dict) -> None:
+        name = f"{self.search.kind}-trial-{self.trial.number:03d}"
+        tags = {"trial_number": self.trial.number, "optuna_state": "RUNNING", "study_name": self.search.study_name,
+                "tune_role": "trial", "searched_params": ",".join(sorted(params))}
+        with self.store:
+            self._cm = tracking.start_run(name, f"tune_{self.search.kind}", self.search.kind,
+                                          parent_run_id=self.search.parent_run_id,
+                                          tags={k: str(v) for k, v in tags.items()})
+            self.run_id = self._cm.__enter__()
+            tracking.log_params(dataclasses.asdict(cfg))
+        self.trial.set_user_attr("mlflow_run_id", self.run_id)
+
+    def report(self, step: int, metrics: dict[str, float], value: float) -> None:
+        """Log one step's metrics, report ``value`` to Optuna, raise TrialPruned when told to."""
+        t0 = time.perf_counter()
+        with self.store:
+            tracking.log_metrics(metrics, step=step)
+        self.last = float(value)
+        self.trial.report(self.last, step)
+        prune = self.trial.should_prune()
+        self.bookkeeping += time.perf_counter() - t0
+        if prune:
+            raise optuna.TrialPruned(f"step {step}: {value:.4f} is below the pruner's threshold")
+
+    def close(self, state: str, metrics: dict[str, float], exc: BaseException | None = None) -> None:
+        tags = {"optuna_state": state}
+        if exc is not None and state == "FAIL":
+            tags["fail_reason"] = f"{type(exc).__name__}: {exc}"[:500]
+        with self.store:
+            tracking.set_tags(tags)
+            tracking.log_metrics(metrics)
+            if exc is None or state == "PRUNED":
+                self._cm.__exit__(None, None, None)
+            else:
+                self._cm.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def run_trial(trial: optuna.Trial, search: Search, space, objective: Callable, slots: FileLock, store: FileLock) -> float:
+    t0 = time.perf_counter()
+    try:
+        trial.set_user_attr("worker", worker_record())
+    finally:
+        slots.release()  # the slot is claimed (the trial exists and says whose it is): let others claim
+    params = space.suggest(trial)
+    cfg = dataclasses.replace(search.resolved.sections[search.kind], **params)
+    run = TrialRun(search, trial, store)
+    run.open(cfg, params)
+    work_start, state, value, err = time.perf_counter(), "FAIL", math.nan, None
+    try:
+        value = float(objective(cfg, run.report))
+        if not math.isfinite(value):
+            raise FloatingPointError(f"objective returned {value}")
+        state = "COMPLETE"
+    except optuna.TrialPruned as exc:
+        state, err, value = "PRUNED", exc, run.last
+    except BaseException as exc:  # noqa: BLE001 - recorded as FAIL, then re-raised for Optuna
+        err = exc
+        _free_memory()
+        if isinstance(exc, KeyboardInterrupt):
+            requeue(trial, params)
+    work = time.perf_counter() - work_start - run.bookkeeping
+    book = time.perf_counter() - t0 - work
+    trial.set_user_attr("work_s", work)
+    trial.set_user_attr("bookkeeping_s", book)
+    run.close(state, {"trial_value": value, "trial_work_s": work, "trial_bookkeeping_s": book}, err)
+    if err is not None:
+        raise err
+    return value
+
+
+def requeue(trial: optuna.Trial, params: dict) -> None:
+    trial.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+
+
+def _free_memory() -> None:
+    """After a failure (out of memory, most likely): give the next trial a clean slate."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # only if a CNN objective imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------- the worker loop
+def work(search: Search, objective: Callable, max_resource: int, on_trial: Callable[[], None] | None = None) -> int:
+    """Run trials until the study holds ``n_trials`` finished ones or the deadline passes."""
+    uri = tracking.configure(search.resolved.sections["data"].experiment)
+    if search.kind == "cnn" and search.n_workers > 1:  # share the cores instead of oversubscribing them
+        import torch
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.n_workers))
+    space = load_space(search.space_path, type(search.resolved.sections[search.kind]))
+    slots, store, done = slot_lock(search, uri), store_lock(uri), 0
+    study = open_study(search, open_storage(search.storage, search.n_workers, store), max_resource)
+    while search.deadline is None or time.time() < search.deadline:
+        slots.acquire()
+        try:
+            reap_stale(study, is_rdb(search.storage), store)
+            if used_slots(study) >= search.n_trials:
+                break
+            # a full gc costs ~0.3 s: worth it between CNN trials (tensors in cycles), not between forests
+            study.optimize(lambda t: run_trial(t, search, space, objective, slots, store),
+                           n_trials=1, catch=(Exception,), gc_after_trial=search.kind == "cnn")
+        finally:
+            slots.release()
+        done += 1
+        if on_trial:
+            on_trial()
+    return done
+
+
+def worker_main(search: Search) -> None:
+    """Entry point of a spawned worker process."""
+    from genreclf.tuning.objectives import make_objective
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{search.worker} %(levelname)s %(name)s: %(message)s")
+    objective, max_resource = make_objective(search.kind, search.resolved, progress=False)
+    n = work(search, objective, max_resource)
+    log.info("worker %d ran %d trial(s)", search.worker, n)
