@@ -146,8 +146,8 @@ def test_search_never_reads_the_test_split(workdir):
         objective, _ = make_objective(kind, resolved(kind, ""), cover_set, progress=False)
         out = []
         for cfg in configs:
-            seen = []
-            final = objective(cfg, lambda step, metrics, value: seen.append(value))
+            seen: list[float] = []
+            final = objective(cfg, lambda step, metrics, value, seen=seen: seen.append(value))
             out.append(seen + [final])
         return out
     rf = [RFConfig(n_estimators=n, max_depth=d, n_jobs=1) for n, d in ((20, 0), (40, 4))]
@@ -163,7 +163,8 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(workdir):
     import torch
 
     from genreclf.tracking import runs as tracking
-    from genreclf.tuning.worker import Search, work
+    from genreclf.tuning.search import Search
+    from genreclf.tuning.worker import work
     space = write(workdir / "space.yaml", "n_estimators: {type: int, low: 10, high: 20}\n")
     res = resolved("rf", space, n_trials=4)
     outcomes = iter([ValueError("bad configuration"), float("nan"), torch.OutOfMemoryError("CUDA out of memory"), 0.5])

@@ -22,6 +22,7 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -163,8 +164,7 @@ def environment(device) -> dict:
     return env
 
 
-def table(rows: list) -> "pd.DataFrame":
-    import pandas as pd
+def table(rows: list) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("genreclf", "comparison_value", "ratio"):
         df[c] = df[c].astype(float).round(3)

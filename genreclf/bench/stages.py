@@ -83,8 +83,9 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
             idx = np.resize(np.arange(len(covers)), n)  # n covers, repeating the cache if it holds fewer
             cached = cnn.CoverDataset(covers.images, covers.labels, idx, transform)
             source = SourceFiles([files[i] for i in idx], covers.labels[idx], size, transform)
-            res = medians({"cache": lambda: one_epoch(cnn.image_loader(cached, cfg, device, True)),
-                           "source": lambda: one_epoch(cnn.image_loader(source, cfg, device, True))}, ctx["repeats"])
+            res = medians({"cache": lambda ds=cached: one_epoch(cnn.image_loader(ds, cfg, device, True)),
+                           "source": lambda ds=source: one_epoch(cnn.image_loader(ds, cfg, device, True))},
+                          ctx["repeats"])
             for name in per:
                 per[name].append(res[name]["median_s"])
                 cpu[name].append(res[name]["median_cpu_s"])  # CPU time: hardly moved by other load
@@ -198,7 +199,8 @@ def tuning_stage(ctx) -> tuple[dict, list]:
     from genreclf.tuning.objectives import make_objective
     from genreclf.tuning.space import DEFAULT_DIR
     from genreclf.tuning.storage import open_storage, storage_url
-    from genreclf.tuning.worker import Search, work
+    from genreclf.tuning.search import Search
+    from genreclf.tuning.worker import work
     b, resolved = ctx["cfg"], ctx["resolved"]
     sections = dict(resolved.sections)  # bench has no tune/rf sections: their defaults, a small study
     sections["tune"] = TuneConfig(n_trials=b.tune_trials, n_workers=1, cv_folds=2)
@@ -231,7 +233,7 @@ def scaling_stage(ctx) -> tuple[dict, list]:
     sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
     for n in tqdm(sizes, desc="feature extraction sizes", leave=False):
         blobs = [distinct[i % len(distinct)] for i in range(n)]
-        res = medians({"genreclf": lambda: features.extract_many(blobs, progress=False, chunk=8)}, ctx["repeats"])
+        res = medians({"genreclf": lambda b=blobs: features.extract_many(b, progress=False, chunk=8)}, ctx["repeats"])
         wall.append(res["genreclf"]["median_s"])
         metrics[f"features_ips_{n}"] = n / wall[-1]
     metrics["features_linearity"] = linearity(sizes, wall)

@@ -45,9 +45,3 @@ def normalize(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     out = (batch.float() - mean) / std
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
-
-def denormalize(batch: torch.Tensor) -> np.ndarray:
-    """Inverse of ``normalize`` for display: (N, 3, H, W) float -> (N, H, W, 3) float in [0, 1]."""
-    mean = torch.tensor(MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=batch.device).view(1, 3, 1, 1)
-    return (batch * std + mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()

@@ -28,7 +28,6 @@ from genreclf.data.sources import DataError, open_source, select_genres
 
 log = logging.getLogger(__name__)
 DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused
-SPLITS = ("train", "val", "test")
 
 
 def cache_root() -> Path:

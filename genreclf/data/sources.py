@@ -22,7 +22,6 @@ from genreclf.errors import UserError
 HF_GENRES = ["Blues", "Classical", "Country", "DeathMetal", "DoomMetal", "DrumNBass", "Electronic",
              "Folk", "Grime", "HeavyMetal", "HipHop", "Jazz", "LoFi", "Pop", "PsychedelicRock", "Punk",
              "Reggae", "Rock", "Soul", "Techno"]
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class DataError(UserError):

@@ -39,7 +39,8 @@ from genreclf.tracking import runs as tracking
 from genreclf.tuning.objectives import make_objective, refit_cnn, refit_rf
 from genreclf.tuning.space import DEFAULT_DIR, load_space
 from genreclf.tuning.storage import finished, open_storage, redact, storage_url
-from genreclf.tuning.worker import Search, work, worker_main
+from genreclf.tuning.search import Search
+from genreclf.tuning.worker import work, worker_main
 
 log = logging.getLogger(__name__)
 # settings that do not change what a trial measures: a study may be resumed with other values

@@ -25,7 +25,6 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
-SYSTEM_METRICS = True
 
 
 def configure(experiment: str) -> str:
@@ -72,7 +71,7 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
     active = mlflow.active_run()
     nested = active is not None and active.info.run_id != run_id
     kwargs = dict(run_id=run_id, nested=nested, parent_run_id=parent_run_id,
-                  log_system_metrics=system_metrics and SYSTEM_METRICS)
+                  log_system_metrics=system_metrics)
     if not run_id:
         kwargs["run_name"] = name
     with mlflow.start_run(**kwargs) as run:
@@ -135,7 +134,7 @@ def log_config(resolved) -> None:
     mlflow.log_text(resolved.to_yaml(), "config.yaml")
 
 
-def log_coverset(covers, context_prefix: str = "") -> None:
+def log_coverset(covers) -> None:
     """Record the data of a run: dataset inputs per split, the split manifest, skipped files."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.exceptions import MlflowException
@@ -152,7 +151,7 @@ def log_coverset(covers, context_prefix: str = "") -> None:
         part = manifest[manifest["split"] == split].reset_index(drop=True)
         ds = mlflow.data.from_pandas(part, source=source, targets="genre",
                                      name=f"covers-{split}", digest=covers.digest[:20])
-        mlflow.log_input(ds, context=f"{context_prefix}{'training' if split == 'train' else split}")
+        mlflow.log_input(ds, context="training" if split == "train" else split)
     log_table(manifest, "data/split_manifest.csv")
     log_json({k: v for k, v in covers.report.items()}, "data/report.json")
     set_tags({"data_source": covers.source, "data_digest": covers.digest[:20],

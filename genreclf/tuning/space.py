@@ -13,8 +13,6 @@ Unknown parameter names and malformed entries raise ``ConfigError`` naming them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +48,6 @@ class SearchSpace:
     def apply(self, base, params: dict[str, Any]):
         """``base`` config with ``params`` (as stored by Optuna) applied and typed."""
         return dataclasses.replace(base, **{k: _coerce(self.cls, k, v) for k, v in params.items()})
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.specs, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def load_space(path: str | Path, cls: type) -> SearchSpace:

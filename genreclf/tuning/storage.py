@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from genreclf.config import ConfigError
 from genreclf.tracking import runs as tracking
+from genreclf.tuning.search import Search
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60          # RDB storages: a trial silent for GRACE_S is failed by the next worker

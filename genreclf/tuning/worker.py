@@ -15,13 +15,12 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import optuna
 
-from genreclf.config import Resolved
 from genreclf.tracking import runs as tracking
+from genreclf.tuning.search import Search
 from genreclf.tuning.space import load_space
 from genreclf.tuning.storage import (
     FileLock,
@@ -36,25 +35,6 @@ from genreclf.tuning.storage import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Search:
-    """Everything a worker process needs (picklable: spawned workers receive it)."""
-    kind: str                       # rf | cnn
-    resolved: Resolved
-    study_name: str
-    storage: str                    # journal file path or RDB URL
-    parent_run_id: str
-    n_trials: int
-    deadline: float | None          # time.time() after which no new trial starts
-    space_path: str
-    n_workers: int = 1
-    worker: int = 0
-
-    @property
-    def tune(self):
-        return self.resolved.sections["tune"]
 
 
 # ---------------------------------------------------------------- one trial = one child run
