@@ -13,12 +13,13 @@ from dataclasses import fields
 
 from genreclf import config as C
 from genreclf.errors import UserError
+from genreclf.serving.payloads import predict_files
 
 # subcommand -> (config sections, "module:function", help)
 COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "features": (("data",), "genreclf.rf.forest:features_main",
+    "features": (("data",), "genreclf.entrypoints.features:main",
                  "extract the 25 hand-crafted CV features; log the table and per-genre plots"),
-    "train_rf": (("data", "rf"), "genreclf.rf.forest:train_main",
+    "train_rf": (("data", "rf"), "genreclf.entrypoints.train_rf:main",
                  "train the Random Forest baseline on the CV features and register album-genre-rf"),
     "train_cnn": (("data", "cnn"), "genreclf.entrypoints.train_cnn:main",
                   "fine-tune a torchvision CNN and register album-genre-cnn"),
@@ -26,13 +27,13 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
                 "Optuna search over the Random Forest; refit the best, register as challenger"),
     "tune_cnn": (("data", "cnn", "tune"), "genreclf.entrypoints.tune:tune_cnn_main",
                  "Optuna search over the CNN with pruning; refit the best, register as challenger"),
-    "promote": (("data", "promote"), "genreclf.tracking.registry:promote_main",
+    "promote": (("data", "promote"), "genreclf.entrypoints.promote:main",
                 "compare challenger and champion on the test split; move @champion if better"),
     "main": (("data", "rf", "cnn", "promote"), "genreclf.entrypoints.main:main",
              "the whole study: features -> train_rf -> train_cnn -> promote (reusing finished steps)"),
     "demo": (("data", "serve"), "genreclf.entrypoints.demo:main",
              "interactive web demo (Gradio) on 127.0.0.1 backed by the registered models"),
-    "bench": (("data", "bench"), "genreclf.bench.runner:main",
+    "bench": (("data", "bench"), "genreclf.entrypoints.bench:main",
               "measure every stage against its reference or bound; log to MLflow"),
 }
 
@@ -78,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "predict":
-            from genreclf.serving.payloads import predict_files
             return predict_files(args.model, args.files, args.top)
         sections, target, _ = COMMANDS[args.command]
         explicit = {k: v for k, v in vars(args).items() if k not in {"command", "config", "verbose"}}

@@ -153,7 +153,7 @@ def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
     return {k: v or {} for k, v in raw.items() if k != "description"}
 
 
-def _coerce(cls: type, name: str, value: Any) -> Any:
+def coerce(cls: type, name: str, value: Any) -> Any:
     default = getattr(cls(), name)
     if value is None:
         return None
@@ -182,11 +182,11 @@ def build(cls: type, file_section: dict[str, Any] | None = None, explicit: dict[
     for key, val in (file_section or {}).items():
         if key not in names:
             raise ConfigError(f"unknown parameter {key!r} for {cls.__name__}; known: {sorted(names)}")
-        values[key] = _coerce(cls, key, val)
+        values[key] = coerce(cls, key, val)
     for key, val in (explicit or {}).items():
         if key not in names or val is None:
             continue
-        val = _coerce(cls, key, val)
+        val = coerce(cls, key, val)
         if val != getattr(defaults, key) or key not in values:
             values[key] = val
     return dataclasses.replace(defaults, **values)

@@ -1,15 +1,14 @@
 """Metrics and figures shared by every model, under the same names (``test_accuracy``, ...)."""
 from __future__ import annotations
 
-import matplotlib
+from dataclasses import dataclass
 
-matplotlib.use("Agg")  # figures are artifacts, never windows
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from genreclf.tracking import runs as tracking
+from genreclf.plotting import plt
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, genres: list[str], prefix: str) -> dict[str, float]:
@@ -29,7 +28,7 @@ def per_genre_table(y_true, y_pred, genres: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"genre": genres, "precision": p, "recall": r, "f1": f, "support": s})
 
 
-def confusion_figure(cm: np.ndarray, genres: list[str], title: str):
+def confusion_figure(cm: np.ndarray, genres: list[str], title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(1.2 * len(genres) + 3, 1.1 * len(genres) + 2.5))
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -46,21 +45,23 @@ def confusion_figure(cm: np.ndarray, genres: list[str], title: str):
     return fig
 
 
-def log_evaluation(split: str, y_true: np.ndarray, proba: np.ndarray, genres: list[str], model_label: str,
-                   step: int | None = None) -> dict[str, float]:
-    """Log metrics, per-genre CSV and confusion matrix (PNG + JSON counts) for one split.
+@dataclass
+class Evaluation:
+    """One split's evaluation: metrics, per-genre table and confusion matrix (counts and figure)."""
+    split: str
+    metrics: dict[str, float]
+    per_genre: pd.DataFrame
+    confusion: dict
+    figure: Figure
 
-    ``step``: where a per-epoch curve of the same metric exists (the CNN's val_*), log the final
-    model's value after it, so it is the run's latest value and the curve keeps its shape.
-    """
+
+def evaluate_split(split: str, y_true: np.ndarray, proba: np.ndarray, genres: list[str],
+                   model_label: str) -> Evaluation:
+    """Metrics named ``<split>_accuracy`` ..., the per-genre table and the confusion matrix of one split."""
     metrics = classification_metrics(y_true, proba, genres, split)
-    tracking.log_metrics(metrics, step=step)
     y_pred = np.asarray(proba).argmax(axis=1)
-    tracking.log_table(per_genre_table(y_true, y_pred, genres), f"eval/{split}_per_genre.csv")
     cm = confusion_matrix(y_true, y_pred, labels=list(range(len(genres))))
-    tracking.log_json({"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted"},
-                      f"eval/{split}_confusion_matrix.json")
     acc = metrics[f"{split}_accuracy"]
-    tracking.log_figure(confusion_figure(cm, genres, f"{model_label} - {split} (accuracy {acc:.1%})"),
-                        f"eval/{split}_confusion_matrix.png")
-    return metrics
+    return Evaluation(split, metrics, per_genre_table(y_true, y_pred, genres),
+                      {"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted"},
+                      confusion_figure(cm, genres, f"{model_label} - {split} (accuracy {acc:.1%})"))

@@ -21,27 +21,33 @@ from torch import nn
 
 from genreclf.cnn import backbones
 from genreclf.cnn import fit as cnn
-from genreclf.cnn.transforms import create_transform, normalize
+from genreclf.cnn.datasets import CoverDataset, image_loader
+from genreclf.cnn.device import Runtime
+from genreclf.cnn.loop import Phase, TrainState, train_one_epoch
+from genreclf.cnn.transforms import create_transform
 from genreclf.config import CNNConfig
+from genreclf.data.covers import CoverSet
 
 
-def _bare(model, optimizer, criterion, cfg: CNNConfig, device, autocast, scaler, steps: int) -> float:
+def bare_steps(state: TrainState, steps: int) -> float:
     """Images/s of forward + backward + optimizer step on random, already-normalised tensors."""
+    cfg, model, rt = state.cfg, state.model, state.runtime
+    device, optimizer, criterion = rt.device, state.optimizer, state.criterion
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
     y = torch.randint(0, model_classes(model, cfg), (cfg.batch_size,), device=device)
-    start = None
+    start = time.perf_counter()
     for step in range(steps + 1):
         if step == 1:  # the first step allocates and picks kernels: not timed
-            _sync(device)
+            rt.sync()
             start = time.perf_counter()
-        with autocast:
+        with rt.autocast:
             loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    _sync(device)
+        rt.scaler.scale(loss).backward()
+        rt.scaler.step(optimizer)
+        rt.scaler.update()
+    rt.sync()
     return steps * cfg.batch_size / (time.perf_counter() - start)
 
 
@@ -49,18 +55,13 @@ def model_classes(model: nn.Module, cfg: CNNConfig) -> int:
     return backbones.head(model, cfg.backbone).out_features
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def measure_training_efficiency(covers, cfg: CNNConfig, steps: int = 8, repeats: int = 3) -> dict:
+def measure_training_efficiency(covers: CoverSet, cfg: CNNConfig, steps: int = 8, repeats: int = 3) -> dict:
     """Best-of-``repeats`` images/s of the real training loop and of the bare compute, same model and shape."""
-    device = cnn.pick_device(cfg.device)
-    autocast, scaler = cnn.precision(device)
+    rt = Runtime.create(cfg.device)
+    device = rt.device
     torch.manual_seed(cfg.seed)
     model = backbones.create_model(cfg.backbone, len(covers.genres), pretrained=False)  # speed only
-    model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.preserve_format).train()
+    model.to(device, memory_format=torch.channels_last if rt.channels_last else torch.preserve_format).train()
     optimizer = torch.optim.AdamW(backbones.param_groups(model, cfg.backbone, cfg.lr, cfg.weight_decay,
                                                          cfg.backbone_lr_mult), lr=cfg.lr)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -68,19 +69,18 @@ def measure_training_efficiency(covers, cfg: CNNConfig, steps: int = 8, repeats:
     tr = covers.indices("train")
     need = (steps + 1) * cfg.batch_size
     idx = np.resize(tr, max(need, len(tr)))  # enough covers for the timed steps, repeating if few
-    ds = cnn.CoverDataset(covers.images, covers.labels, idx,
+    ds = CoverDataset(covers.images, covers.labels, idx,
                           create_transform(cfg.image_size, True, cfg.trivial_augment, cfg.aug_scale_min))
-    loader = cnn.image_loader(ds, cfg, device, training=True, generator=torch.Generator().manual_seed(0))
-    channels_last = device.type == "cuda"
+    loader = image_loader(ds, cfg, device, training=True, generator=torch.Generator().manual_seed(0))
+    warm_up = TrainState(cfg, rt, model, optimizer, lr_scheduler, criterion, steps_per_epoch=1)
+    timed = TrainState(cfg, rt, model, optimizer, lr_scheduler, criterion, steps_per_epoch=steps)
+    phase = Phase(model, rt.images, lambda x: [x])
     bare, train = [], []
     for _ in range(repeats):
-        bare.append(_bare(model, optimizer, criterion, cfg, device, autocast, scaler, steps))
+        bare.append(bare_steps(timed, steps))
         # the loop exactly as fit runs it; its images/s excludes the first batch (the loader's start-up)
-        cnn.train_one_epoch(model, loader, optimizer, lr_scheduler, criterion, device, autocast, scaler,
-                            lambda x: normalize(x, channels_last), max_steps=1, desc="warm-up")
-        m = cnn.train_one_epoch(model, loader, optimizer, lr_scheduler, criterion, device, autocast, scaler,
-                                lambda x: normalize(x, channels_last), max_steps=steps, desc="timed")
-        train.append(m["images_per_s"])
+        train_one_epoch(warm_up, phase, loader, desc="warm-up")
+        train.append(train_one_epoch(timed, phase, loader, desc="timed")["images_per_s"])
     best_bare, best_train = max(bare), max(train)
     workers = cfg.workers if cfg.workers >= 0 else loader.num_workers
     return {"backbone": cfg.backbone, "device": str(device), "image_size": cfg.image_size,
@@ -104,15 +104,16 @@ def _cold_cache():
                 os.environ["GENRECLF_CACHE"] = old
 
 
-def measure_probe_paths(covers, cfg: CNNConfig) -> dict:
+def measure_probe_paths(covers: CoverSet, cfg: CNNConfig) -> dict:
     """Seconds for a ``freeze=backbone`` fit: embeddings once (cold cache, then warm) vs backbone every epoch."""
     cfg = dataclasses.replace(cfg, freeze="backbone", lp_epochs=0, patience=0)
     out = {"epochs": cfg.epochs, "image_size": cfg.image_size, "backbone": cfg.backbone,
            "train_covers": int(len(covers.indices("train")))}
     with _cold_cache():
-        for label, use in (("embeddings_cold_s", True), ("embeddings_cached_s", True), ("backbone_every_epoch_s", False)):
+        paths = (("embeddings_cold_s", True), ("embeddings_cached_s", True), ("backbone_every_epoch_s", False))
+        for label, use in paths:
             start = time.perf_counter()
-            result = cnn.fit(covers, cfg, log=False, use_embeddings=use, progress=False)
+            result = cnn.fit(covers, cfg, use_embeddings=use, progress=False)
             out[label] = time.perf_counter() - start
             out[label.replace("_s", "_val_macro_f1")] = result.best_val_macro_f1
     out["speedup_cold"] = out["backbone_every_epoch_s"] / out["embeddings_cold_s"]

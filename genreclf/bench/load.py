@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,20 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from genreclf.serving.net import free_port
+from genreclf.serving.payloads import payload
+
 
 def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rest_load(uri: str, blobs: list[bytes], b) -> dict:
     """Start ``mlflow models serve`` on 127.0.0.1 and load it from a second process with a fixed request count."""
-    from genreclf.serving.payloads import payload
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
@@ -51,7 +46,8 @@ def rest_load(uri: str, blobs: list[bytes], b) -> dict:
             wait_ready(url, server, timeout=b.rest_start_timeout, log=Path(tmp) / "server.log")
             out = subprocess.run([sys.executable, "-m", "genreclf.bench.load", url, str(body),
                                   "--requests", str(b.rest_requests), "--clients", str(b.rest_clients),
-                                  "--cap", str(b.rest_time_cap)], capture_output=True, text=True, timeout=b.rest_time_cap + 60)
+                                  "--cap", str(b.rest_time_cap)], capture_output=True, text=True,
+                                 timeout=b.rest_time_cap + 60)
             if out.returncode:
                 raise RuntimeError(f"REST load client failed: {out.stderr[-2000:]}")
             return json.loads(out.stdout.strip().splitlines()[-1])
@@ -101,7 +97,8 @@ def load_client(url: str, body_path: str, requests: int, clients: int, cap: floa
     wall = time.perf_counter() - start
     lat = [t for t, ok in done if ok] or [float("nan")]
     return {"sent": len(done), "ok": sum(ok for _, ok in done), "wall_s": wall,
-            "requests_per_s": len(done) / wall, "p50_ms": 1000 * percentile(lat, 50), "p95_ms": 1000 * percentile(lat, 95)}
+            "requests_per_s": len(done) / wall, "p50_ms": 1000 * percentile(lat, 50),
+            "p95_ms": 1000 * percentile(lat, 95)}
 
 
 def main(argv: list[str] | None = None) -> None:

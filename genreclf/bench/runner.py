@@ -1,11 +1,7 @@
-"""Entry point ``bench``: each stage of the project measured against its reference or bound.
+"""The bench's measuring tools, its feature-extraction stage and its result table.
 
-    mlflow run . -e bench -P data=synthetic --env-manager local
-
-Every stage is a function ``(ctx) -> (metrics, table rows)``; ``main`` runs them in one MLflow run
-named ``bench-<device>``, logs the metrics (``bench_<stage>_<name>``), the environment (device, CPU,
-threads, versions) as params, the comparison table (``bench/bench_table.csv`` + ``.md``) and prints it. Times are
-medians of ``repeats`` runs, and the contenders of a section alternate within each repeat, so a
+The ``bench`` entry point (``genreclf.entrypoints.bench``) runs every stage in one MLflow run. Times
+are medians of ``repeats`` runs, and the contenders of a section alternate within each repeat, so a
 burst of load from elsewhere on the machine hits both sides alike.
 
 Stages (the others live in :mod:`genreclf.bench.stages`):
@@ -17,16 +13,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import platform
 import statistics
 import time
 from types import SimpleNamespace
+from typing import Callable
 
+import cv2
+import mlflow
 import numpy as np
+import optuna
 import pandas as pd
+import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from genreclf.config import DEFAULT_GENRES, ConfigError, as_flat_dict
+from genreclf.bench.reference import extract_reference
+from genreclf.config import DEFAULT_GENRES, BenchConfig, Resolved
 from genreclf.data import synthetic
 from genreclf.data.images import encode
 from genreclf.rf import features
@@ -42,7 +44,7 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def medians(contenders: dict[str, callable], repeats: int) -> dict[str, dict]:
+def medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
     """Median wall time (and all times) of each contender, alternating contenders within each repeat."""
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     for _ in range(max(1, repeats)):
@@ -54,7 +56,6 @@ def medians(contenders: dict[str, callable], repeats: int) -> dict[str, dict]:
 
 def one_thread(fn, *args, **kwargs):
     """Run fn with OpenCV on one thread (then restore it): a true single-core measurement."""
-    import cv2
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -63,8 +64,8 @@ def one_thread(fn, *args, **kwargs):
         cv2.setNumThreads(before)
 
 
-def genres_of(resolved) -> list[str]:
-    names = [g.strip() for g in resolved.sections["data"].genres.split(",") if g.strip() and g.strip() != "all"]
+def genres_of(resolved: Resolved) -> list[str]:
+    names = [g.strip() for g in resolved.data.genres.split(",") if g.strip() and g.strip() != "all"]
     return names or DEFAULT_GENRES.split(",")
 
 
@@ -82,7 +83,6 @@ def jpeg_covers(genres: list[str], n: int, size: int = 640, seed: int = 7) -> li
 
 def bench_features(covers: list[bytes], repeats: int, workers: int | None = None) -> dict:
     """Throughput of features.extract_many (all cores) and of one core, against the reference."""
-    from genreclf.bench.reference import extract_reference
     workers = workers or features.default_workers()
     reference = lambda: [extract_reference(c) for c in covers]  # noqa: E731 - one image at a time
     fast = lambda: features.extract_many(covers, progress=False, workers=workers, chunk=8)  # noqa: E731
@@ -106,8 +106,8 @@ def bench_features(covers: list[bytes], repeats: int, workers: int | None = None
     }
 
 
-def features_section(resolved) -> dict:
-    cfg = resolved.sections["bench"]
+def features_section(resolved: Resolved) -> dict:
+    cfg = resolved.bench
     n, repeats = (16, min(cfg.repeats, 2)) if cfg.quick else (64, cfg.repeats)
     covers = jpeg_covers(genres_of(resolved), n)
     out = bench_features(covers, repeats)
@@ -138,7 +138,7 @@ def features_stage(ctx) -> tuple[dict, list]:
 COLUMNS = ["stage", "measure", "genreclf", "comparison", "comparison_value", "ratio", "target"]
 
 
-def knobs(cfg, quick: bool) -> SimpleNamespace:
+def knobs(cfg: BenchConfig, quick: bool) -> SimpleNamespace:
     """The BenchConfig plus the sizes of the smaller measurements (all smaller with ``quick``)."""
     k = SimpleNamespace(**dataclasses.asdict(cfg))
     k.probe_epochs, k.train_steps, k.latency_calls = (2, 2, 5) if quick else (3, 6, 30)
@@ -148,15 +148,11 @@ def knobs(cfg, quick: bool) -> SimpleNamespace:
     return k
 
 
-def environment(device) -> dict:
-    import platform
-
-    import mlflow
-    import optuna
-    import torch
+def environment(device: torch.device) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "") \
         if os.path.exists("/proc/cpuinfo") else platform.processor()
-    env = {"device": str(device), "cpu_count": os.cpu_count(), "cpu_model": cpu, "torch_threads": torch.get_num_threads(),
+    env = {"device": str(device), "cpu_count": os.cpu_count(), "cpu_model": cpu,
+           "torch_threads": torch.get_num_threads(),
            "python": platform.python_version(), "torch": torch.__version__, "mlflow": mlflow.__version__,
            "optuna": optuna.__version__, "numpy": np.__version__, "platform": platform.platform()}
     if device.type == "cuda":
@@ -171,48 +167,7 @@ def table(rows: list) -> pd.DataFrame:
     return df
 
 
-def to_markdown(df) -> str:
+def to_markdown(df: pd.DataFrame) -> str:
     cells = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
-
-
-def main(resolved) -> dict:
-    from genreclf.bench.stages import STAGES
-    from genreclf.cnn.fit import pick_device
-    from genreclf.data.covers import load_covers
-    data, cfg = resolved.sections["data"], resolved.sections["bench"]
-    sizes = sorted(int(s) for s in cfg.sizes.split(",") if s.strip())
-    if len(sizes) < 2 or sizes[0] < 1 or cfg.repeats < 1:
-        raise ConfigError(f"bench: sizes={cfg.sizes!r} needs >= 2 positive sizes, repeats={cfg.repeats} >= 1")
-    sizes = [max(8, s // 20) for s in sizes] if cfg.quick else sizes
-    device = pick_device("auto")
-    tracking.configure(data.experiment)
-    results, rows = {}, []
-    stages = {"features": features_stage, **STAGES}
-    with tracking.start_run(f"bench-{device.type}" + ("-quick" if cfg.quick else ""), "bench", "bench") as run_id:
-        env = environment(device)
-        tracking.log_config(resolved)
-        tracking.log_new_params({**as_flat_dict(data, cfg), **{f"env_{k}": v for k, v in env.items()}})
-        tracking.set_tags({"device": env["device"], "cpu_count": env["cpu_count"]})
-        covers = load_covers(data)
-        tracking.log_coverset(covers)
-        ctx = {"resolved": resolved, "cfg": knobs(cfg, cfg.quick), "covers": covers, "sizes": sizes,
-               "repeats": min(cfg.repeats, 2) if cfg.quick else cfg.repeats, "run_id": run_id}
-        for name, stage in tqdm(stages.items(), desc="bench stages", unit="stage"):
-            log.info("bench stage %s", name)
-            start = time.perf_counter()
-            metrics, stage_rows = stage(ctx)
-            metrics["stage_s"] = time.perf_counter() - start
-            results[name] = metrics
-            rows += stage_rows
-            tracking.log_metrics({f"bench_{name}_{k}": float(v) for k, v in metrics.items()
-                                  if isinstance(v, (int, float))})
-        df = table(rows)
-        tracking.log_table(df, "bench/bench_table.csv")
-        markdown = to_markdown(df)
-        tracking.log_text(markdown + "\n", "bench/bench_table.md")
-        tracking.log_json({"environment": env, "results": results}, "bench/summary.json")
-    print(f"\nbench on {env['device']} ({env['cpu_model']}, {env['cpu_count']} CPUs, torch threads "
-          f"{env['torch_threads']}), medians of {ctx['repeats']}:\n" + markdown)
-    return {"run_id": run_id, **results}

@@ -24,16 +24,31 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import optuna
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from genreclf.bench import cnn as cnn_bench
-from genreclf.bench.runner import medians
-from genreclf.cnn import fit as cnn
-from genreclf.cnn.transforms import create_transform, normalize, to_chw
-from genreclf.config import CNNConfig, RFConfig, TuneConfig
+from genreclf.bench.load import rest_load
+from genreclf.bench.runner import genres_of, jpeg_covers, medians
+from genreclf.cnn import backbones
+from genreclf.cnn.datasets import CoverDataset, image_loader
+from genreclf.cnn.device import pick_device
+from genreclf.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
+from genreclf.config import CNNConfig, Resolved, RFConfig, TuneConfig
 from genreclf.data.images import decode_rgb, encode
+from genreclf.rf import features
+from genreclf.serving import cnn_model
+from genreclf.serving.contract import input_example, signature
+from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
+from genreclf.tuning.objectives import make_objective
+from genreclf.tuning.search import Search
+from genreclf.tuning.space import DEFAULT_DIR
+from genreclf.tuning.storage import open_storage, storage_url
+from genreclf.tuning.study import bookkeeping_overhead
+from genreclf.tuning.worker import work
 
 
 def bench_cnn_config(ctx) -> CNNConfig:
@@ -70,7 +85,7 @@ def one_epoch(loader) -> int:
 
 def pipeline_stage(ctx) -> tuple[dict, list]:
     covers, cfg, sizes = ctx["covers"], bench_cnn_config(ctx), ctx["sizes"]
-    device = cnn.pick_device("auto")
+    device = pick_device("auto")
     transform = create_transform(cfg.image_size, True)
     size = covers.images.shape[1]
     metrics, rows, per, cpu = {}, [], {"cache": [], "source": []}, {"cache": [], "source": []}
@@ -81,10 +96,10 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
             Path(files[-1]).write_bytes(encode(np.asarray(covers.images[i]), "JPEG", 90))
         for n in tqdm(sizes, desc="data pipeline sizes", leave=False):
             idx = np.resize(np.arange(len(covers)), n)  # n covers, repeating the cache if it holds fewer
-            cached = cnn.CoverDataset(covers.images, covers.labels, idx, transform)
+            cached = CoverDataset(covers.images, covers.labels, idx, transform)
             source = SourceFiles([files[i] for i in idx], covers.labels[idx], size, transform)
-            res = medians({"cache": lambda ds=cached: one_epoch(cnn.image_loader(ds, cfg, device, True)),
-                           "source": lambda ds=source: one_epoch(cnn.image_loader(ds, cfg, device, True))},
+            res = medians({"cache": lambda ds=cached: one_epoch(image_loader(ds, cfg, device, True)),
+                           "source": lambda ds=source: one_epoch(image_loader(ds, cfg, device, True))},
                           ctx["repeats"])
             for name in per:
                 per[name].append(res[name]["median_s"])
@@ -101,7 +116,8 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
         rows.append(("scaling", f"data pipeline ({name}): wall time ratio / size ratio, {sizes[0]}->{sizes[-1]}",
                      metrics[f"{name}_linearity"], "linear", 1.0, metrics[f"{name}_linearity"], "~1.0 (linear)"))
         rows.append(("scaling", f"data pipeline ({name}): CPU time ratio / size ratio, {sizes[0]}->{sizes[-1]}",
-                     metrics[f"{name}_cpu_linearity"], "linear", 1.0, metrics[f"{name}_cpu_linearity"], "~1.0 (linear)"))
+                     metrics[f"{name}_cpu_linearity"], "linear", 1.0, metrics[f"{name}_cpu_linearity"],
+                     "~1.0 (linear)"))
     n = sizes[-1]
     metrics["cpu_speedup"] = metrics[f"source_cpu_ms_per_cover_{n}"] / metrics[f"cache_cpu_ms_per_cover_{n}"]
     rows.append(("data pipeline", f"CPU ms per cover, {n} covers", metrics[f"cache_cpu_ms_per_cover_{n}"],
@@ -118,7 +134,8 @@ def training_stage(ctx) -> tuple[dict, list]:
     bare, train = statistics.median(eff["bare_all"]), statistics.median(eff["train_all"])
     probe = cnn_bench.measure_probe_paths(covers, cfg)
     m = {"train_images_per_s": train, "bare_images_per_s": bare, "pipeline_efficiency": train / bare,
-         "probe_embeddings_cold_s": probe["embeddings_cold_s"], "probe_embeddings_cached_s": probe["embeddings_cached_s"],
+         "probe_embeddings_cold_s": probe["embeddings_cold_s"],
+         "probe_embeddings_cached_s": probe["embeddings_cached_s"],
          "probe_backbone_every_epoch_s": probe["backbone_every_epoch_s"], "probe_speedup": probe["speedup_cold"],
          "probe_epochs": probe["epochs"], "probe_train_covers": probe["train_covers"]}
     rows = [("CNN training", f"img/s, train_one_epoch ({cfg.backbone} {cfg.image_size}px, batch {cfg.batch_size})",
@@ -135,11 +152,14 @@ def log_bench_model(ctx) -> str:
     """A resnet (untrained weights: speed does not depend on them) logged as the project's CNN pyfunc.
 
     Logged to the bench run, not registered: a bench must not add versions to ``album-genre-cnn``."""
-    from genreclf.cnn.model import log_model
     covers, cfg = ctx["covers"], bench_cnn_config(ctx)
     torch.manual_seed(0)
-    model = cnn.backbones.create_model(cfg.backbone, len(covers.genres), pretrained=False)
-    uri, _ = log_model(model, cfg, covers, {"purpose": "bench"}, register=False)
+    model = backbones.create_model(cfg.backbone, len(covers.genres), pretrained=False)
+    example = input_example([np.asarray(covers.images[i]) for i in covers.indices("test")[:2]])
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = cnn_model.write_artifacts(Path(tmp), model, cfg, covers)
+        uri, _ = registry.log_model(cnn_model.CNNCoverModel(), artifacts, example, signature(covers.genres),
+                                    "", register=False, tags={"purpose": "bench"})
     return uri
 
 
@@ -148,10 +168,9 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def inference_stage(ctx) -> tuple[dict, list]:
-    import pandas as pd
     covers, b = ctx["covers"], ctx["cfg"]
     uri = ctx.setdefault("model_uri", log_bench_model(ctx))
-    pyfunc = tracking.load_pyfunc(uri)
+    pyfunc = registry.load_pyfunc(uri)
     impl = pyfunc.unwrap_python_model()
     blobs = [encode(np.asarray(covers.images[i % len(covers)]), "JPEG", 90) for i in range(32)]
     one = pd.DataFrame({"image": blobs[:1]})
@@ -167,10 +186,7 @@ def inference_stage(ctx) -> tuple[dict, list]:
 
     def bare():  # the same math predict_proba runs (flip TTA included), on ready tensors
         with torch.inference_mode():
-            p = impl.model(x).float().softmax(1)
-            if impl.tta:
-                p = (p + impl.model(x.flip(-1)).float().softmax(1)) / 2
-            p.cpu()
+            mean_softmax(impl.model, flip_views(x, impl.tta)).cpu()
     bare()
     res = medians({"pyfunc": lambda: pyfunc.predict(batch), "bare": bare}, max(ctx["repeats"], 3))
     py_ips, bare_ips = 32 / res["pyfunc"]["median_s"], 32 / res["bare"]["median_s"]
@@ -181,7 +197,6 @@ def inference_stage(ctx) -> tuple[dict, list]:
              m["single_p95_ms"] / m["single_p50_ms"], ""),
             ("inference", "pyfunc batch 32, img/s (JPEG bytes in)", py_ips, "bare model forward", bare_ips,
              1 + m["overhead"], "<= 1.15")]
-    from genreclf.bench.load import rest_load
     rest = rest_load(uri, blobs, b)
     m.update({f"rest_{k}": v for k, v in rest.items()})
     rows.append(("inference", f"REST requests/s (1 cover each, {b.rest_clients} clients)", rest["requests_per_s"],
@@ -193,19 +208,11 @@ def inference_stage(ctx) -> tuple[dict, list]:
 
 def tuning_stage(ctx) -> tuple[dict, list]:
     """A small RF study through the real trial machinery (child runs of the bench run), no refit."""
-    import optuna
-
-    from genreclf.entrypoints.tune import bookkeeping_overhead
-    from genreclf.tuning.objectives import make_objective
-    from genreclf.tuning.space import DEFAULT_DIR
-    from genreclf.tuning.storage import open_storage, storage_url
-    from genreclf.tuning.search import Search
-    from genreclf.tuning.worker import work
     b, resolved = ctx["cfg"], ctx["resolved"]
     sections = dict(resolved.sections)  # bench has no tune/rf sections: their defaults, a small study
     sections["tune"] = TuneConfig(n_trials=b.tune_trials, n_workers=1, cv_folds=2)
     sections["rf"] = RFConfig(register=False)
-    resolved = type(resolved)("tune_rf", sections)
+    resolved = Resolved("tune_rf", sections)
     name = f"bench-rf-{uuid.uuid4().hex[:8]}"
     url = storage_url("", name, tracking.configure(sections["data"].experiment))
     objective, max_resource = make_objective("rf", resolved, ctx["covers"], progress=False)
@@ -227,8 +234,6 @@ def tuning_stage(ctx) -> tuple[dict, list]:
 
 def scaling_stage(ctx) -> tuple[dict, list]:
     """genreclf's extractor at each of ``sizes`` covers (64 distinct 640 px JPEGs, repeated)."""
-    from genreclf.bench.runner import genres_of, jpeg_covers
-    from genreclf.rf import features
     distinct = jpeg_covers(genres_of(ctx["resolved"]), 16 if ctx["cfg"].quick else 64)
     sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
     for n in tqdm(sizes, desc="feature extraction sizes", leave=False):
@@ -243,4 +248,5 @@ def scaling_stage(ctx) -> tuple[dict, list]:
     return metrics, rows
 
 
-STAGES = {"pipeline": pipeline_stage, "scaling": scaling_stage, "training": training_stage, "inference": inference_stage, "tuning": tuning_stage}
+STAGES = {"pipeline": pipeline_stage, "scaling": scaling_stage, "training": training_stage,
+          "inference": inference_stage, "tuning": tuning_stage}

@@ -69,7 +69,7 @@ def create_model(backbone: str, n_classes: int, pretrained: bool = True, weights
         if weights_path:
             _load_local(model, backbone, weights_path)
     old = model.get_submodule(sp.head)
-    _set_submodule(model, sp.head, nn.Linear(old.in_features, n_classes))
+    set_submodule(model, sp.head, nn.Linear(old.in_features, n_classes))
     return model
 
 
@@ -120,7 +120,7 @@ def _load_local(model: nn.Module, backbone: str, path: str) -> None:
     log.info("loaded %d tensors of %s from %s", len(usable), backbone, p)
 
 
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     parent, _, name = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, name, module)
 

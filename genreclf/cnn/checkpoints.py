@@ -1,73 +1,70 @@
-"""Per-epoch training checkpoints as run artifacts, and loading them back to resume that run.
+"""Training checkpoints: what they hold, how they are written to a folder and restored.
 
-``checkpoints/last.pt`` holds {model, optimizer, lr_scheduler, scaler, epoch, config, state} (the
-torchvision reference layout plus our early-stopping state); ``checkpoints/best.pt`` holds the best
-weights so far and the epoch they come from. last.pt is written first: if a run dies between the
-two, best.pt is one improvement behind and the best weights are exactly last.pt's model - which
-``load`` detects, so every kill point resumes to the same result. The run tag ``checkpoint_epoch``
-is set only once both files are complete.
+``last.pt`` holds {model, optimizer, lr_scheduler, scaler, epoch, config, state} (the torchvision
+reference layout plus our early-stopping state); ``best.pt`` holds the best weights so far and the
+epoch they come from. last.pt is written first: if a run dies between the two, best.pt is one
+improvement behind and the best weights are exactly last.pt's model - which ``with_best`` detects,
+so every kill point resumes to the same result. Where they are stored (run artifacts) is the
+tracking layer's business (``genreclf.tracking.checkpoints``).
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
-import tempfile
 from pathlib import Path
 
 import torch
 
+from genreclf.cnn.loop import TrainState
+from genreclf.config import CNNConfig
 from genreclf.errors import UserError
-from genreclf.tracking import runs as tracking
 
-log = logging.getLogger(__name__)
-TAG = "checkpoint_epoch"
+# settings that may change between a run and its resumption (they do not change what is trained)
+MAY_CHANGE = {"resume", "device", "workers", "register", "gradcam_per_genre"}
 
 
 class ResumeError(UserError):
     """The run named by ``resume`` has no usable checkpoint, or does not match this training."""
 
 
-def save(epoch: int, model, optimizer, lr_scheduler, scaler, cfg, state: dict,
-         best_weights: dict | None, best_changed: bool) -> None:
-    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "lr_scheduler": lr_scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-            "config": dataclasses.asdict(cfg), "state": state}
-    with tempfile.TemporaryDirectory() as tmp:
-        torch.save(ckpt, Path(tmp) / "last.pt")
-        tracking.log_artifact(Path(tmp) / "last.pt", "checkpoints")
-        if best_changed and best_weights is not None:
-            torch.save({"epoch": state["best_epoch"], "model": best_weights}, Path(tmp) / "best.pt")
-            tracking.log_artifact(Path(tmp) / "best.pt", "checkpoints")
-    tracking.set_tags({TAG: epoch})
+def to_dict(state: TrainState) -> dict:
+    return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+            "lr_scheduler": state.lr_scheduler.state_dict(), "scaler": state.runtime.scaler.state_dict(),
+            "epoch": state.epoch, "config": dataclasses.asdict(state.cfg), "state": state.progress}
 
 
-def load(run_id: str) -> dict:
-    """The last checkpoint of a run, with ``best_weights`` filled in (CPU tensors)."""
-    try:
-        run = tracking.get_run(run_id)
-    except Exception as exc:  # MlflowException for unknown ids, ValueError for malformed ones
-        raise ResumeError(f"resume={run_id!r}: no such run in this tracking store ({exc})") from None
-    if run.info.status == "FINISHED":
-        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} already finished; nothing to resume")
-    if TAG not in run.data.tags:
-        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} has no completed checkpoint "
-                          f"(it stopped before its first epoch ended); start a new run instead")
-    with tempfile.TemporaryDirectory() as tmp:
-        last = tracking.download(f"runs:/{run_id}/checkpoints/last.pt", tmp)
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        best = None
-        if ckpt["state"]["best_epoch"] >= 0:
-            try:
-                best = torch.load(tracking.download(f"runs:/{run_id}/checkpoints/best.pt", tmp),
-                                  map_location="cpu", weights_only=True)
-            except Exception:  # died before the first best.pt was complete: see the module docstring
-                best = None
-    if best is None or best["epoch"] != ckpt["state"]["best_epoch"]:
-        if ckpt["state"]["best_epoch"] != ckpt["epoch"]:
-            raise ResumeError(f"resume={run_id!r}: checkpoints/best.pt does not match last.pt")
-        ckpt["best_weights"] = {k: v.clone() for k, v in ckpt["model"].items()}
+def write(folder: Path, state: TrainState, improved: bool) -> list[Path]:
+    """Write last.pt (and best.pt when this epoch improved); returns the files in writing order."""
+    paths = [folder / "last.pt"]
+    torch.save(to_dict(state), paths[0])
+    if improved and state.best_weights is not None:
+        paths.append(folder / "best.pt")
+        torch.save({"epoch": state.progress["best_epoch"], "model": state.best_weights}, paths[1])
+    return paths
+
+
+def with_best(last: dict, best: dict | None, what: str) -> dict:
+    """``last`` with ``best_weights`` filled in from ``best`` (or from last.pt itself, see above)."""
+    if best is None or best["epoch"] != last["state"]["best_epoch"]:
+        if last["state"]["best_epoch"] != last["epoch"]:
+            raise ResumeError(f"{what}: checkpoints/best.pt does not match last.pt")
+        last["best_weights"] = {k: v.clone() for k, v in last["model"].items()}
     else:
-        ckpt["best_weights"] = best["model"]
-    log.info("resuming run %s after epoch %d (best val macro-F1 %.4f at epoch %d)", run_id, ckpt["epoch"],
-             ckpt["state"]["best_f1"], ckpt["state"]["best_epoch"])
-    return ckpt
+        last["best_weights"] = best["model"]
+    return last
+
+
+def check_resumable(saved: dict, cfg: CNNConfig) -> None:
+    diff = {k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in MAY_CHANGE and getattr(cfg, k, v) != v}
+    if diff:
+        raise ResumeError("resume: the checkpoint was trained with other settings: "
+                          + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items()))
+
+
+def restore(state: TrainState, ckpt: dict) -> None:
+    """Load a checkpoint (with ``best_weights``) into a freshly built state; training goes on at epoch + 1."""
+    check_resumable(ckpt["config"], state.cfg)
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
+    state.runtime.scaler.load_state_dict(ckpt["scaler"])
+    state.progress, state.best_weights, state.epoch = ckpt["state"], ckpt["best_weights"], ckpt["epoch"]

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from genreclf.cnn import backbones
-from genreclf.cnn.transforms import create_transform, normalize, to_chw
+from genreclf.cnn.transforms import create_transform, flip_views, normalize, to_chw
 from genreclf.data.covers import cache_root
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ def headless(model: nn.Module, backbone: str):
     """Temporarily replace the head by Identity so the model returns the head's input features."""
     path = backbones.spec(backbone).head
     head = model.get_submodule(path)
-    backbones._set_submodule(model, path, nn.Identity())
+    backbones.set_submodule(model, path, nn.Identity())
     try:
         yield model
     finally:
-        backbones._set_submodule(model, path, head)
+        backbones.set_submodule(model, path, head)
 
 
 def weights_key(model: nn.Module, backbone: str, image_size: int, digest: str) -> str:
@@ -60,7 +60,7 @@ def compute(model: nn.Module, backbone: str, images: np.ndarray, image_size: int
             x = torch.stack([tf(to_chw(img)) for img in images[s:s + batch_size]]).to(device)
             x = normalize(x, channels_last)
             with autocast:
-                f = torch.stack([model(x), model(x.flip(-1))], dim=1)
+                f = torch.stack([model(v) for v in flip_views(x, tta=True)], dim=1)
             out.append(f.float().cpu().numpy())
     return np.concatenate(out)
 

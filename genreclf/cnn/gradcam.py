@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -21,7 +22,6 @@ from torch import nn
 
 from genreclf.cnn import backbones
 from genreclf.cnn.transforms import create_transform, normalize, to_chw
-from genreclf.tracking import runs as tracking
 
 
 def overlay(cam: np.ndarray, rgb: np.ndarray, image_weight: float = 0.55) -> np.ndarray:
@@ -97,10 +97,10 @@ def gallery_figure(genre: str, rows: list[tuple[str, list[tuple[np.ndarray, str,
     return fig
 
 
-def log_galleries(model: nn.Module, backbone: str, image_size: int, images: np.ndarray, labels: np.ndarray,
-                  proba: np.ndarray, genres: list[str], per_genre: int) -> list[str]:
-    """Log ``gradcam/<genre>.png`` for every genre; returns the artifact paths."""
-    paths = []
+def galleries(model: nn.Module, backbone: str, image_size: int, images: np.ndarray, labels: np.ndarray,
+              proba: np.ndarray, genres: list[str], per_genre: int) -> dict[str, Figure]:
+    """One gallery figure per genre, by artifact path ``gradcam/<genre>.png``."""
+    figures = {}
     pred = proba.argmax(1)
     with Explainer(model, backbone, image_size) as ex:
         for k, genre in enumerate(genres):
@@ -110,8 +110,6 @@ def log_galleries(model: nn.Module, backbone: str, image_size: int, images: np.n
             cams = ex(covers, [pred[i] for i in chosen])
             tiles = [(overlay(cam, cover), f"true {genre}\npred {genres[pred[i]]} ({proba[i, pred[i]]:.0%})",
                       pred[i] == k) for cam, cover, i in zip(cams, covers, chosen)]
-            fig = gallery_figure(genre, [("correct", tiles[:len(right)]), ("wrong", tiles[len(right):])])
-            path = f"gradcam/{genre}.png"
-            tracking.log_figure(fig, path)
-            paths.append(path)
-    return paths
+            figures[f"gradcam/{genre}.png"] = gallery_figure(genre, [("correct", tiles[:len(right)]),
+                                                                     ("wrong", tiles[len(right):])])
+    return figures

@@ -45,3 +45,14 @@ def normalize(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     out = (batch.float() - mean) / std
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
+
+
+def flip_views(x: torch.Tensor, tta: bool) -> list[torch.Tensor]:
+    """The test-time augmentation views of a batch: itself and, with ``tta``, its horizontal flip."""
+    return [x, x.flip(-1)] if tta else [x]
+
+
+
+def mean_softmax(model: torch.nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """Class probabilities (float32) averaged over the views of one batch."""
+    return sum(model(v).float().softmax(1) for v in views) / len(views)

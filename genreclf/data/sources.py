@@ -108,7 +108,8 @@ def _huggingface(data: str) -> Source:
     label_col, image_col = _hf_columns(ds.features)
     ds = ds.cast_column(image_col, HFImage(decode=False))
     genres = list(ds.features[label_col].names)
-    return Source("hf", data, genres, lambda sel: _table_records(ds.data.table, image_col, label_col, genres, sel, name))
+    return Source("hf", data, genres,
+                  lambda sel: _table_records(ds.data.table, image_col, label_col, genres, sel, name))
 
 
 def _hf_columns(features) -> tuple[str, str]:
@@ -142,7 +143,8 @@ def _parquet(data: str, shards: list[Path]) -> Source:
     return Source("parquet", data, genres, records)
 
 
-def _table_records(table, image_col: str, label_col: str, genres: list[str], sel: list[str], prefix: str) -> Iterator[Raw]:
+def _table_records(table, image_col: str, label_col: str, genres: list[str], sel: list[str],
+                   prefix: str) -> Iterator[Raw]:
     wanted = {genres.index(g) for g in sel}
     labels = table.column(label_col).to_pylist()
     images = table.column(image_col)

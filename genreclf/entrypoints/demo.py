@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
-from genreclf.config import DataConfig, ServeConfig  # noqa: E402
+from genreclf.config import DataConfig, Resolved, ServeConfig  # noqa: E402
 from genreclf.data.covers import load_covers  # noqa: E402
 from genreclf.data.images import BadImageError, decode_rgb  # noqa: E402
 from genreclf.errors import UserError  # noqa: E402
@@ -252,8 +252,8 @@ def launch(app: gr.Blocks, serve: ServeConfig, *, block: bool = True) -> str:
     return url
 
 
-def main(resolved) -> dict:
-    data, serve = resolved.sections["data"], resolved.sections["serve"]
+def main(resolved: Resolved) -> dict:
+    data, serve = resolved.data, resolved.serve
     if serve.host not in LOOPBACK:
         log.warning("serving on %s: the demo is reachable from other machines", serve.host)
     app = build_app(data, serve)

@@ -2,9 +2,9 @@
 
     features -> train_rf -> train_cnn -> promote (both models)
 
-Each step is the project's own entry point, run through ``mlflow.projects.run`` with
-``env_manager="local"`` as a child run of the parent, like MLflow's multistep workflow example.
-A step whose FINISHED run already exists in the experiment with the same entry point, the same
+Each step is the project's own entry point, run as a child run of the parent
+(``genreclf.tracking.project``). A step whose FINISHED run already exists in the experiment with the same
+entry point, the same
 parameters and the same git commit is reused instead of recomputed (the step's parameters are kept
 on its run as the ``step_params`` tag, JSON, so the match is exact). ``promote`` always runs again:
 the registry may have changed since (new challengers, moved aliases).
@@ -17,8 +17,10 @@ import logging
 import time
 from pathlib import Path
 
-from genreclf.config import as_flat_dict
+from genreclf.config import Resolved
+from genreclf.entrypoints.skeleton import entry_run
 from genreclf.errors import UserError
+from genreclf.tracking import project
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def project_dir() -> Path:
     return root
 
 
-def step_parameters(resolved, sections: tuple[str, ...], step: str) -> dict[str, str]:
+def step_parameters(resolved: Resolved, sections: tuple[str, ...], step: str) -> dict[str, str]:
     """The MLproject parameters of one step, as strings, from the resolved configuration of ``main``.
 
     Values are passed explicitly (not the config file): the child sees exactly what ``main``
@@ -50,23 +52,20 @@ def step_parameters(resolved, sections: tuple[str, ...], step: str) -> dict[str,
     """
     params: dict[str, str] = {}
     for name in sections:
-        for key, value in dataclasses.asdict(resolved.sections[name]).items():
+        for key, value in dataclasses.asdict(resolved.section(name)).items():
             params.setdefault(key, str(value).lower() if isinstance(value, bool) else str(value))
     if step == "promote":
         params["model_name"] = "all"  # the study trains both models, so it promotes both
     return params
 
 
-def main(resolved) -> dict:
-    data = resolved.sections["data"]
-    tracking.configure(data.experiment)
+def main(resolved: Resolved) -> dict:
+    tracking.configure(resolved.data.experiment)
     commit = tracking.git_commit()
     root = project_dir()
     steps: list[dict] = []
-    with tracking.start_run("main", "main", "pipeline") as parent:
-        experiment = tracking.active_experiment_name()  # the one `mlflow run` put the parent in
-        tracking.log_config(resolved)
-        tracking.log_new_params(as_flat_dict(*resolved.sections.values()))  # `mlflow run` logged them already
+    with entry_run(resolved, None, "main", "pipeline") as parent:  # the steps log the covers
+        experiment = project.active_experiment_name()  # the one `mlflow run` put the parent in
         for step, sections in STEPS:
             params = step_parameters(resolved, sections, step)
             steps.append(run_step(root, experiment, parent, step, params, commit))
@@ -83,17 +82,17 @@ def main(resolved) -> dict:
 def run_step(root: Path, experiment: str, parent: str, step: str, params: dict[str, str], commit: str) -> dict:
     """Reuse a finished run of this step (same entry point, parameters, commit) or run it as a child."""
     start = time.perf_counter()
-    done = None if step in ALWAYS_RUN else tracking.find_finished_run(experiment, step, params, commit)
+    done = None if step in ALWAYS_RUN else project.find_finished_run(experiment, step, params, commit)
     if done is not None:
         log.info("step %s: reusing finished run %s (same parameters and git commit %s)",
                  step, done.info.run_id, commit[:10] or "unknown")
         return {"step": step, "run_id": done.info.run_id, "reused": True, "seconds": time.perf_counter() - start}
     tags = {"entry_point": step, "git_commit": commit, "mlflow.project.entryPoint": step, "env_manager": "local",
             "step_params": json.dumps(params, sort_keys=True, default=str)}
-    run_id = tracking.create_child_run(experiment, parent, step, tags)
+    run_id = project.create_child_run(experiment, parent, step, tags)
     log.info("step %s: running as child run %s", step, run_id)
     try:
-        tracking.run_project_step(str(root), step, params, run_id)
+        project.run_project_step(str(root), step, params, run_id)
     except Exception as exc:  # mlflow's ExecutionException: the step printed its own error above
         raise PipelineError(f"step {step} failed (run {run_id}); its output above says why") from exc
     return {"step": step, "run_id": run_id, "reused": False, "seconds": time.perf_counter() - start}

@@ -11,21 +11,23 @@ import dataclasses
 import logging
 import tempfile
 import time
+from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 import yaml
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from genreclf import metrics as evaluation
+from genreclf import CNN_MODEL_NAME
 from genreclf.cnn import backbones, checkpoints, gradcam
 from genreclf.cnn import fit as cnn
-from genreclf.cnn.model import log_model
 from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
-from genreclf.data.covers import load_covers
+from genreclf.data.covers import CoverSet, load_covers
+from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance, register
+from genreclf.metrics import evaluate_split
+from genreclf.plotting import plt
+from genreclf.serving import cnn_model
+from genreclf.tracking import checkpoints as run_checkpoints
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,8 @@ def run_name(cfg: CNNConfig) -> str:
 
 def _resumed(resolved: Resolved) -> tuple[Resolved, dict]:
     """The resolved configuration logged by the run to resume, and its last checkpoint."""
-    now = resolved.sections["cnn"]
-    ckpt = checkpoints.load(now.resume)
+    now = resolved.cnn
+    ckpt = run_checkpoints.load(now.resume)
     with tempfile.TemporaryDirectory() as tmp:
         with open(tracking.download(f"runs:/{now.resume}/config.yaml", tmp)) as f:
             logged = yaml.safe_load(f)
@@ -49,7 +51,7 @@ def _resumed(resolved: Resolved) -> tuple[Resolved, dict]:
     return Resolved(resolved.entry_point, {"data": data, "cnn": cfg}), ckpt
 
 
-def curves_figure(history: list[dict], best_epoch: int, title: str):
+def curves_figure(history: list[dict], best_epoch: int, title: str) -> Figure:
     epochs = list(range(len(history)))
     col = {k: [h[k] for h in history] for k in history[0]}
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -75,52 +77,53 @@ def curves_figure(history: list[dict], best_epoch: int, title: str):
 
 
 def main(resolved: Resolved) -> dict:
-    data_cfg, cfg = resolved.sections["data"], resolved.sections["cnn"]
-    tracking.configure(data_cfg.experiment)
     resume = None
-    if cfg.resume:
+    if resolved.cnn.resume:
+        tracking.configure(resolved.data.experiment)
         resolved, resume = _resumed(resolved)
-        data_cfg, cfg = resolved.sections["data"], resolved.sections["cnn"]
-        tracking.use_experiment_of(cfg.resume)  # MLflow continues a run only inside its own experiment
+        tracking.use_experiment_of(resolved.cnn.resume)  # MLflow continues a run only inside its own experiment
+    cfg = resolved.cnn
     cnn.check_config(cfg)
     if cfg.pretrained and not cfg.weights_path:
         backbones.ensure_weights(cfg.backbone)  # offline without the file: say so before any work
-    covers = load_covers(data_cfg)
+    covers = load_covers(resolved.data) if resume is not None else open_covers(resolved)
     if resume is not None and tracking.get_run(cfg.resume).data.tags.get("data_digest") != covers.digest[:20]:
         raise checkpoints.ResumeError(f"resume={cfg.resume}: the covers changed since the run started "
                                       f"(data digest {covers.digest[:20]} differs); start a new run")
     name = run_name(cfg)
-    with tracking.start_run(name, "train_cnn", "cnn", run_id=cfg.resume or None, system_metrics=True,
-                            tags={"backbone": cfg.backbone}) as run_id:
-        if resume is None:
-            tracking.log_config(resolved)
-            tracking.log_new_params(as_flat_dict(data_cfg, cfg))
-            tracking.log_coverset(covers)
-        else:
+    with entry_run(resolved, covers, name, "cnn", params=as_flat_dict(resolved.data, cfg), entry_point="train_cnn",
+                   fresh=resume is None, run_id=cfg.resume or None, system_metrics=True,
+                   tags={"backbone": cfg.backbone}) as run_id:
+        if resume is not None:
             tracking.set_tags({"resumed_after_epoch": resume["epoch"]})
         start = time.perf_counter()
-        result = cnn.fit(covers, cfg, resume=resume)
+        result = cnn.fit(covers, cfg, resume=resume, on_epoch=lambda epoch, m: tracking.log_metrics(m, step=epoch),
+                         checkpoint=run_checkpoints.save)
         tracking.set_tags({"device": result.device, "torch_version": torch.__version__})
-        history = result.history
-        tracking.log_figure(curves_figure(history, result.best_epoch, name), "curves/training_curves.png")
-
-        va, te = covers.indices("val"), covers.indices("test")
-        proba_va = cnn.predict(result.model, covers, va, cfg, result.device)
-        proba_te = cnn.predict(result.model, covers, te, cfg, result.device)
-        metrics = {**evaluation.log_evaluation("val", covers.labels[va], proba_va, covers.genres, name, step=len(history)),
-                   **evaluation.log_evaluation("test", covers.labels[te], proba_te, covers.genres, name)}
-        tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(history),
+        tracking.log_figure(curves_figure(result.history, result.best_epoch, name), "curves/training_curves.png")
+        metrics = evaluate(result, covers, cfg, name)
+        tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                               "fit_seconds": time.perf_counter() - start})
-        if cfg.gradcam_per_genre > 0:
-            gradcam.log_galleries(result.model, cfg.backbone, cfg.image_size, covers.images[te], covers.labels[te],
-                                  proba_te, covers.genres, cfg.gradcam_per_genre)
-
-        tags = {**{k: round(metrics[k], 4) for k in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")},
-                "backbone": cfg.backbone, "image_size": cfg.image_size, "data_digest": covers.digest[:20],
-                "genres": ",".join(covers.genres), "git_commit": tracking.git_commit(), "source_run_id": run_id,
-                "model_family": "cnn"}
-        model_uri, version = log_model(result.model, cfg, covers, tags, cfg.register)
+        with tempfile.TemporaryDirectory() as tmp:
+            tags = provenance(covers, run_id, "cnn", metrics, backbone=cfg.backbone, image_size=cfg.image_size)
+            model_uri, version = register(cnn_model.CNNCoverModel(), cnn_model.write_artifacts(Path(tmp), result.model,
+                                                                                               cfg, covers),
+                                          covers, CNN_MODEL_NAME, cfg.register, tags)
     log.info("%s: val macro-F1 %.3f, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
              metrics["val_macro_f1"], metrics["test_accuracy"], metrics["test_macro_f1"], model_uri, version)
     return {"run_id": run_id, "model_uri": model_uri, "model_version": version, "best_epoch": result.best_epoch,
-            "epochs_run": len(history), **metrics}
+            "epochs_run": len(result.history), **metrics}
+
+
+def evaluate(result: cnn.FitResult, covers: CoverSet, cfg: CNNConfig, name: str) -> dict[str, float]:
+    """Log val and test evaluations of the best model (and the Grad-CAM galleries); the metrics."""
+    va, te = covers.indices("val"), covers.indices("test")
+    proba_va = cnn.predict(result.model, covers, va, cfg, result.device)
+    proba_te = cnn.predict(result.model, covers, te, cfg, result.device)
+    metrics = {**tracking.log_evaluation(evaluate_split("val", covers.labels[va], proba_va, covers.genres, name),
+                                         step=len(result.history)),
+               **tracking.log_evaluation(evaluate_split("test", covers.labels[te], proba_te, covers.genres, name))}
+    if cfg.gradcam_per_genre > 0:
+        tracking.log_figures(gradcam.galleries(result.model, cfg.backbone, cfg.image_size, covers.images[te],
+                                               covers.labels[te], proba_te, covers.genres, cfg.gradcam_per_genre))
+    return metrics

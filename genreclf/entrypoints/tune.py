@@ -11,40 +11,41 @@
 5. refit the best configuration (RF: train+val; CNN: train, early-stopped on val) in a nested run,
    evaluate it once on test, register it as a new version with the alias ``challenger``.
 
-See ``tune_study.py`` for storage, budget and worker mechanics; ``docs/tuning.md`` for recipes.
+See ``genreclf/tuning/`` (study, storage, worker) for the search mechanics; ``docs/tuning.md`` for recipes.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
-import json
 import logging
-import multiprocessing as mp
 import os
-import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # plots are artifacts, never windows
 import optuna
-from tqdm.auto import tqdm
+import pandas as pd
+from optuna.visualization import matplotlib as ovm
 
+from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import ConfigError, Resolved
-from genreclf.data.covers import load_covers
+from genreclf.data.covers import CoverSet
+from genreclf.entrypoints import train_cnn
+from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance, register
+from genreclf.metrics import evaluate_split
+from genreclf.rf.features import features_for
+from genreclf.rf.forest import fit_rf, importance_table, predict_proba
+from genreclf.serving import rf_model
+from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
-from genreclf.tuning.objectives import make_objective, refit_cnn, refit_rf
-from genreclf.tuning.space import DEFAULT_DIR, load_space
-from genreclf.tuning.storage import finished, open_storage, redact, storage_url
+from genreclf.tuning.objectives import make_objective, subset, without_test
 from genreclf.tuning.search import Search
-from genreclf.tuning.worker import work, worker_main
+from genreclf.tuning.space import DEFAULT_DIR, SearchSpace, load_space
+from genreclf.tuning.storage import finished, open_storage, redact, storage_url
+from genreclf.tuning.study import bookkeeping_overhead, fingerprint, open_checked, run_search, share_cores
 
 log = logging.getLogger(__name__)
-# settings that do not change what a trial measures: a study may be resumed with other values
-NOT_MEASURED = {"n_jobs", "register", "device", "workers", "resume", "gradcam_per_genre", "tta"}
 
 
 def tune_rf_main(resolved: Resolved) -> dict:
@@ -56,36 +57,35 @@ def tune_cnn_main(resolved: Resolved) -> dict:
 
 
 def run_tuning(kind: str, resolved: Resolved) -> dict:
-    data, tune = resolved.sections["data"], resolved.sections["tune"]
+    tune = resolved.tune
     if tune.n_trials < 1 or tune.n_workers < 1 or tune.timeout < 0:
         raise ConfigError(f"n_trials={tune.n_trials}, n_workers={tune.n_workers}: must be >= 1; "
                           f"timeout={tune.timeout}: >= 0 (0 = none)")
-    uri = tracking.configure(data.experiment)
-    space = load_space(tune.space or DEFAULT_DIR / f"space_{kind}.yaml", type(resolved.sections[kind]))
-    covers = load_covers(data)
+    space = load_space(tune.space or DEFAULT_DIR / f"space_{kind}.yaml", type(resolved.section(kind)))
+    covers = open_covers(resolved)
+    uri = tracking.tracking_uri()
     name = tune.study_name or f"{kind}-{covers.digest[:8]}"
     url = storage_url(tune.storage, name, uri)
-    study = _open_checked(name, open_storage(url, tune.n_workers), _fingerprint(kind, resolved, space, covers))
-    shared = _share_cores(kind, resolved, tune.n_workers)  # the workers' settings (the refit gets all cores)
+    study = open_checked(name, open_storage(url, tune.n_workers), fingerprint(kind, resolved, space, covers))
+    shared = share_cores(kind, resolved, tune.n_workers)  # the workers' settings (the refit gets all cores)
     objective, max_resource = make_objective(kind, shared, covers)  # warms the caches before workers start
     parent = study.user_attrs.get("mlflow_parent_run_id")
     parent = parent if parent and tracking.run_exists(parent) else None
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
-    with tracking.start_run(f"tune-{name}", f"tune_{kind}", kind, run_id=parent or project_run,
-                            tags={"study_name": name, "tune_role": "study"}) as parent_id:
+    params = {"study_name": name, "storage": redact(url), "n_trials": tune.n_trials, "n_workers": tune.n_workers,
+              "pruner": tune.pruner, "sampler": "TPESampler", "seed": tune.seed, "space": space.path,
+              "cv_folds": tune.cv_folds}
+    # a continued study (parent run found) logged its cover set already
+    with entry_run(resolved, covers if parent is None else None, f"tune-{name}", kind, params=params,
+                   entry_point=f"tune_{kind}", run_id=parent or project_run,
+                   tags={"study_name": name, "tune_role": "study"}) as parent_id:
         if project_run and project_run != parent_id:  # `mlflow run` resuming a study: point at its parent
             tracking.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
                                            "tune_role": "continuation", "mlflow.runName": f"tune-{name}-continued"})
         study.set_user_attr("mlflow_parent_run_id", parent_id)
-        tracking.log_config(resolved)
         tracking.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
-        tracking.log_new_params({"study_name": name, "storage": redact(url), "n_trials": tune.n_trials,
-                                 "n_workers": tune.n_workers, "pruner": tune.pruner, "sampler": "TPESampler",
-                                 "seed": tune.seed, "space": space.path, "cv_folds": tune.cv_folds})
-        if parent is None:
-            tracking.log_coverset(covers)
         search = Search(kind, shared, name, url, parent_id, tune.n_trials,
                         time.time() + tune.timeout if tune.timeout > 0 else None, space.path, tune.n_workers)
         start, since = time.perf_counter(), datetime.datetime.now()
@@ -98,73 +98,6 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
              summary["n_finished"], summary["n_complete"], summary["n_pruned"], summary["n_fail"],
              summary.get("best_value"), summary.get("test_macro_f1"))
     return {"study_name": name, "parent_run_id": parent_id, "storage": redact(url), **summary}
-
-
-def _share_cores(kind: str, resolved: Resolved, n_workers: int) -> Resolved:
-    """Give each worker its share of the cores instead of letting every one of them take all."""
-    if n_workers <= 1:
-        return resolved
-    share = max(1, (os.cpu_count() or 1) // n_workers)
-    sections = dict(resolved.sections)
-    if kind == "rf" and sections["rf"].n_jobs == -1:
-        sections["rf"] = dataclasses.replace(sections["rf"], n_jobs=share)
-    if kind == "cnn" and sections["cnn"].workers == -1:
-        sections["cnn"] = dataclasses.replace(sections["cnn"], workers=min(2, share))
-    return Resolved(resolved.entry_point, sections)
-
-
-def _fingerprint(kind: str, resolved: Resolved, space, covers) -> str:
-    model = {k: v for k, v in dataclasses.asdict(resolved.sections[kind]).items()
-             if k not in NOT_MEASURED and k not in space.specs}
-    what = {"kind": kind, "data": covers.digest, "space": space.specs, "model": model,
-            "cv_folds": resolved.sections["tune"].cv_folds if kind == "rf" else None}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _open_checked(name: str, storage, fingerprint: str) -> optuna.Study:
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
-    have = study.user_attrs.get("genreclf_fingerprint")
-    if have is None:
-        study.set_user_attr("genreclf_fingerprint", fingerprint)
-    elif have != fingerprint:
-        raise ConfigError(f"study {name!r} was created with another search space, model settings or data; "
-                          "resume it with those, or start a new study with --study_name")
-    else:
-        log.info("resuming study %s: %d finished trial(s) so far", name, len(finished(study)))
-    return study
-
-
-def run_search(search: Search, study: optuna.Study, objective, max_resource: int) -> None:
-    """This process works on the study while ``n_workers - 1`` spawned processes do the same."""
-    bar = tqdm(total=search.n_trials, initial=min(len(finished(study)), search.n_trials),
-               desc=f"tuning {search.study_name}", unit="trial")
-    ctx = mp.get_context("spawn")  # fresh interpreters: no forked MLflow/SQLite/torch state
-    procs = [ctx.Process(target=worker_main, args=(dataclasses.replace(search, worker=i),), name=f"tune-worker-{i}")
-             for i in range(1, search.n_workers)]
-    for p in procs:
-        p.start()
-
-    def update():
-        bar.n = min(len(finished(study)), search.n_trials)
-        bar.refresh()
-    try:
-        work(search, objective, max_resource, on_trial=update)
-        for p in procs:
-            p.join()
-        # a worker that died left a stale trial behind: fail it, re-queue it and finish the budget here
-        work(search, objective, max_resource, on_trial=update)
-    except BaseException:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
-        raise
-    finally:
-        update()
-        bar.close()
-    for p in procs:
-        if p.exitcode:
-            log.warning("%s exited with code %s (a trial it left running was failed and re-queued)", p.name, p.exitcode)
 
 
 def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_workers: int) -> dict:
@@ -184,33 +117,7 @@ def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_w
     return out
 
 
-def bookkeeping_overhead(study: optuna.Study, since: datetime.datetime | None = None, wall_s: float | None = None,
-                         n_workers: int = 1) -> dict[str, float]:
-    """Seconds of the objectives' own work vs the bookkeeping around them, over the finished trials
-    (started after ``since``, if given).
-
-    ``trial_bookkeeping_s_median``: inside a trial - sampling, the MLflow child run, per-step reports,
-    Optuna writes, lock waits. With ``wall_s`` (the search's wall time), ``overhead_s_per_trial`` also
-    counts what happens between trials (slot claim, stale check, ``ask``/``tell``).
-    """
-    work_s, book_s = [], []
-    for t in finished(study):
-        if "work_s" in t.user_attrs and t.datetime_start and t.datetime_complete and (
-                since is None or t.datetime_start >= since):
-            work_s.append(t.user_attrs["work_s"])
-            book_s.append(max(0.0, (t.datetime_complete - t.datetime_start).total_seconds() - work_s[-1]))
-    if not work_s:
-        return {}
-    work_med, book_med = statistics.median(work_s), statistics.median(book_s)
-    out = {"trial_work_s_median": work_med, "trial_bookkeeping_s_median": book_med,
-           "bookkeeping_share": book_med / max(work_med + book_med, 1e-9)}
-    if wall_s is not None:
-        out["overhead_s_per_trial"] = max(0.0, wall_s * n_workers - sum(work_s)) / len(work_s)
-    return out
-
-
 def log_plots(study: optuna.Study) -> None:
-    from optuna.visualization import matplotlib as ovm
     plots = {"optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
              "parallel_coordinate": ovm.plot_parallel_coordinate}
     if any(t.intermediate_values for t in finished(study)):
@@ -228,7 +135,8 @@ def log_plots(study: optuna.Study) -> None:
             log.warning("plot %s skipped: %s", name, exc)
 
 
-def refit(kind: str, study: optuna.Study, covers, resolved: Resolved, space, name: str, parent_id: str) -> dict:
+def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, space: SearchSpace, name: str,
+          parent_id: str) -> dict:
     """Refit the best trial's configuration once; log its test metrics on the parent run."""
     complete = [t for t in finished(study) if t.state.name == "COMPLETE"]
     if not complete:
@@ -240,15 +148,13 @@ def refit(kind: str, study: optuna.Study, covers, resolved: Resolved, space, nam
         log.info("best trial %d was refitted already (run %s)", best.number, parent.tags["refit_run_id"])
         return {**{k: v for k, v in parent.metrics.items() if k.startswith("test_")},
                 "refit_run_id": parent.tags["refit_run_id"], "model_version": parent.tags.get("refit_model_version")}
-    cfg = space.apply(resolved.sections[kind], best.params)
+    cfg = space.apply(resolved.section(kind), best.params)
     tags = {"tuned_study": name, "tuned_trial": best.number, "tuned_value": round(best.value, 4),
             "tune_parent_run_id": parent_id}
     label = f"{kind}-tuned-trial{best.number:03d}"
     if kind == "rf":
-        with tracking.start_run(label, "tune_rf", "rf", parent_run_id=parent_id,
-                                tags={"tune_role": "refit", "study_name": name}) as run_id:
-            tracking.log_params(dataclasses.asdict(cfg))
-            tracking.log_coverset(covers)
+        with entry_run(resolved, covers, label, "rf", params=dataclasses.asdict(cfg), entry_point="tune_rf",
+                       parent_run_id=parent_id, tags={"tune_role": "refit", "study_name": name}) as run_id:
             result = {**refit_rf(covers, resolved, cfg, label, tags), "run_id": run_id}
     else:
         result = refit_cnn(covers, resolved, cfg, label, tags)
@@ -259,3 +165,33 @@ def refit(kind: str, study: optuna.Study, covers, resolved: Resolved, space, nam
     log.info("refit of trial %d: test macro-F1 %.4f (run %s, model version %s)", best.number,
              test.get("test_macro_f1", float("nan")), result.get("run_id"), result.get("model_version"))
     return {**test, "refit_run_id": result.get("run_id"), "model_version": result.get("model_version")}
+
+
+def refit_rf(covers: CoverSet, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
+    """Fit the best forest on train+val, evaluate once on test, log and register it (active run)."""
+    search, test = without_test(covers), subset(covers, "test", tag="test")
+    # the two halves' cached tables, in the covers' order: no cover's features are computed twice
+    table = pd.concat([features_for(search), features_for(test)]).loc[[str(i) for i in covers.ids]]
+    fit_idx, test_idx = covers.indices("train", "val"), covers.indices("test")
+    X = table.to_numpy()
+    model = fit_rf(X[fit_idx], covers.labels[fit_idx], cfg)
+    proba = predict_proba(model, X[test_idx], len(covers.genres))
+    metrics = tracking.log_evaluation(evaluate_split("test", covers.labels[test_idx], proba, covers.genres, label))
+    # explains the final model after its one evaluation; nothing is chosen with it
+    importances = importance_table(model, X[test_idx], covers.labels[test_idx], cfg.seed)
+    tracking.log_table(importances, "importances/feature_importances.csv")
+    tags = provenance(covers, tracking.active_run_id(), "rf", metrics, **tags, fit_splits="train+val")
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = rf_model.write_artifacts(Path(tmp), model, importances, table, covers, resolved.data.cache_size)
+        model_uri, version = register(rf_model.RFCoverModel(), artifacts, covers, RF_MODEL_NAME, cfg.register, tags)
+    return {**metrics, "model_uri": model_uri, "model_version": version}
+
+
+def refit_cnn(covers: CoverSet, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
+    """Train the best CNN with ``train_cnn`` itself (nested under the active parent run)."""
+    result = train_cnn.main(Resolved("train_cnn", {"data": resolved.data, "cnn": cfg}))
+    if result.get("model_version") is not None:
+        registry.mark_challenger(CNN_MODEL_NAME, result["model_version"], tags)
+    if result.get("run_id"):
+        tracking.tag_run(result["run_id"], {**tags, "tune_role": "refit", "study_name": tags["tuned_study"]})
+    return result

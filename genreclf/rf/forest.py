@@ -1,43 +1,20 @@
-"""The Random Forest baseline on the 25 CV features, and the ``features`` entry point.
+"""The Random Forest baseline on the 25 CV features: the estimator, its explanations and plots.
 
-``train_rf`` fits the forest on the train split only (nothing is selected on test), evaluates val
-and test under the metric names the CNN runs use, explains itself (impurity and permutation
-importances) and registers ``album-genre-rf``: a pyfunc that takes cover images, like the CNN, and
-extracts the features inside.
+The ``train_rf`` entry point fits it on the train split only (nothing is selected on test); the
+registered pyfunc that wraps it lives in ``genreclf.serving.rf_model``.
 """
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
-import time
-from pathlib import Path
-
-import joblib
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 from sklearn.ensemble import RandomForestClassifier
 
-from genreclf import RF_MODEL_NAME
-from genreclf import metrics as evaluation
-from genreclf.config import ConfigError, RFConfig, as_flat_dict
-from genreclf.data.covers import load_covers
-from genreclf.data.images import as_rgb
-from genreclf.rf.features import (
-    FEATURE_GROUPS,
-    FEATURE_NAMES,
-    FEATURE_VERSION,
-    GROUP_OF,
-    WORK,
-    extract,
-    extract_many,
-    features_for,
-)
-from genreclf.serving.contract import CoverModel, input_example, signature
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.config import ConfigError, RFConfig
+from genreclf.data.covers import CoverSet
+from genreclf.plotting import plt
+from genreclf.rf.features import FEATURE_GROUPS, FEATURE_NAMES, GROUP_OF
 
-log = logging.getLogger(__name__)
 GROUP_COLOURS = {"colour": "tab:orange", "edges": "tab:blue", "texture": "tab:green", "faces": "tab:red"}
 
 
@@ -83,43 +60,10 @@ def predict_proba(model: RandomForestClassifier, X: np.ndarray, n_genres: int) -
     return out
 
 
-# --- the registered model --------------------------------------------------------------------------
+# --- explanations and plots ----------------------------------------------------------------------
 
-class RFCoverModel(CoverModel):
-    """``album-genre-rf``: cover images in, genre + probabilities out; features extracted inside.
-
-    Artifacts: the fitted forest, per-genre feature means/stds on the train split and the
-    importances, which the demo shows next to a cover's own features.
-    """
-
-    def load_context(self, context) -> None:
-        meta = json.loads(Path(context.artifacts["meta"]).read_text())
-        if meta["feature_names"] != FEATURE_NAMES or meta["feature_version"] != FEATURE_VERSION:
-            raise RuntimeError(f"this model was trained on feature version {meta['feature_version']} "
-                               f"but genreclf computes version {FEATURE_VERSION}; retrain it")
-        self.genres, self.size = meta["genres"], int(meta["decode_size"])
-        self.estimator = joblib.load(context.artifacts["estimator"])
-        self.estimator.n_jobs = 1  # serving predicts a few covers at a time; threads cost more than they give
-        stats = pd.read_csv(context.artifacts["feature_stats"], index_col=["stat", "genre"])
-        self.genre_means, self.genre_stds = stats.loc["mean"], stats.loc["std"]
-        self.importance_table = pd.read_csv(context.artifacts["importances"], index_col="feature")
-
-    @property
-    def importances(self) -> pd.Series:
-        """Impurity importances (sum 1) by feature, largest first."""
-        return self.importance_table["impurity"].sort_values(ascending=False)
-
-    def features(self, rgb) -> dict[str, float]:
-        """The 25 features of one cover (RGB array or bytes), computed as at prediction time."""
-        return dict(zip(FEATURE_NAMES, extract(as_rgb(rgb, self.size)).tolist()))
-
-    def predict_proba(self, covers: list[np.ndarray]) -> np.ndarray:
-        return predict_proba(self.estimator, extract_many(covers, progress=False), len(self.genres))
-
-
-# --- entry points ----------------------------------------------------------------------------------
-
-def _split_xy(covers, table: pd.DataFrame, split: str):
+def split_xy(covers: CoverSet, table: pd.DataFrame, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of one split, from the covers' feature table."""
     idx = covers.indices(split)
     return table.to_numpy()[idx], covers.labels[idx]
 
@@ -158,8 +102,6 @@ def importance_table(model, X_val, y_val, seed: int) -> pd.DataFrame:
 
 
 def importance_figure(table: pd.DataFrame):
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
     table = table.sort_values("impurity")
     colours = [GROUP_COLOURS[g] for g in table["group"]]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 8), sharey=True)
@@ -175,7 +117,6 @@ def importance_figure(table: pd.DataFrame):
 
 def distribution_figure(table: pd.DataFrame, labels: np.ndarray, genres: list[str], group: str):
     """Per-genre box plots of one feature group."""
-    import matplotlib.pyplot as plt
     names = FEATURE_GROUPS[group]
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
@@ -189,90 +130,3 @@ def distribution_figure(table: pd.DataFrame, labels: np.ndarray, genres: list[st
     fig.suptitle(f"{group} features by genre")
     fig.tight_layout()
     return fig
-
-
-def features_main(resolved) -> dict:
-    """Entry point ``features``: extract (or reuse) the feature table; log it and per-genre plots."""
-    data = resolved.sections["data"]
-    tracking.configure(data.experiment)
-    covers = load_covers(data)
-    with tracking.start_run(f"features-{covers.digest[:8]}", "features", "features") as run_id:
-        tracking.log_config(resolved)
-        tracking.log_new_params({**as_flat_dict(data), "feature_version": FEATURE_VERSION, "work_size": WORK})
-        tracking.log_coverset(covers)
-        start = time.perf_counter()
-        table = features_for(covers)
-        seconds = time.perf_counter() - start
-        tracking.log_metrics({"features_seconds": seconds, "n_features": len(FEATURE_NAMES)})
-        full = table.reset_index()
-        full.insert(1, "genre", [covers.genres[k] for k in covers.labels])
-        full.insert(2, "split", covers.split)
-        tracking.log_table(full, "features/features.parquet")
-        tracking.log_table(full.groupby("genre")[FEATURE_NAMES].mean().reset_index(), "features/genre_means.csv")
-        tracking.log_json({n: {"group": GROUP_OF[n]} for n in FEATURE_NAMES}, "features/feature_groups.json")
-        for group in FEATURE_GROUPS:
-            tracking.log_figure(distribution_figure(table, covers.labels, covers.genres, group),
-                                f"features/dist_{group}.png")
-    log.info("features of %d covers in %.1fs (run %s)", len(covers), seconds, run_id)
-    return {"run_id": run_id, "n_covers": len(covers), "features_seconds": seconds}
-
-
-def train_main(resolved) -> dict:
-    """Entry point ``train_rf``: fit on train, evaluate val and test, log everything, register."""
-    data, cfg = resolved.sections["data"], resolved.sections["rf"]
-    make_rf(cfg)  # validate the parameters before any expensive work
-    tracking.configure(data.experiment)
-    covers = load_covers(data)
-    name = f"rf-n{cfg.n_estimators}-d{cfg.max_depth or 'max'}"
-    with tracking.start_run(name, "train_rf", "rf") as run_id:
-        tracking.log_config(resolved)
-        tracking.log_new_params({**as_flat_dict(data, cfg), "feature_version": FEATURE_VERSION, "work_size": WORK})
-        tracking.log_coverset(covers)
-        start = time.perf_counter()
-        table = features_for(covers)
-        (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = (_split_xy(covers, table, s) for s in ("train", "val", "test"))
-        t_fit = time.perf_counter()
-        model = fit_rf(X_tr, y_tr, cfg)
-        tracking.log_metrics({"features_seconds": t_fit - start, "fit_seconds": time.perf_counter() - t_fit,
-                              "train_covers": len(y_tr)})
-        n_genres = len(covers.genres)
-        metrics = {**evaluation.log_evaluation("val", y_va, predict_proba(model, X_va, n_genres), covers.genres, name),
-                   **evaluation.log_evaluation("test", y_te, predict_proba(model, X_te, n_genres), covers.genres, name)}
-        importances = importance_table(model, X_va, y_va, cfg.seed)
-        tracking.log_table(importances, "importances/feature_importances.csv")
-        tracking.log_figure(importance_figure(importances), "importances/feature_importances.png")
-
-        tags = {**{k: round(metrics[k], 4) for k in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")},
-                "data_digest": covers.digest[:20], "genres": ",".join(covers.genres),
-                "git_commit": tracking.git_commit(), "source_run_id": run_id, "model_family": "rf"}
-        with tempfile.TemporaryDirectory() as tmp:
-            artifacts = _model_artifacts(Path(tmp), model, importances, table, covers, data.cache_size)
-            example = input_example([covers.images[i] for i in covers.indices("test")[:2]])
-            model_uri, version = tracking.log_pyfunc(
-                RFCoverModel(), artifacts=artifacts, input_example=example, signature=signature(covers.genres),
-                registered_name=RF_MODEL_NAME if cfg.register else None, tags=tags)
-        if version is not None:
-            registry.mark_challenger(RF_MODEL_NAME, version, tags)
-    log.info("%s: val accuracy %.3f, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
-             metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_macro_f1"], model_uri, version)
-    return {"run_id": run_id, "model_uri": model_uri, "model_version": version, **metrics}
-
-
-def _model_artifacts(tmp: Path, model, importances: pd.DataFrame, table: pd.DataFrame, covers,
-                     decode_size: int) -> dict[str, str]:
-    """Write what the pyfunc needs next to the forest: genres, per-genre train stats, importances."""
-    train = covers.indices("train")
-    frame = table.iloc[train].assign(genre=[covers.genres[k] for k in covers.labels[train]])
-    stats = pd.concat({"mean": frame.groupby("genre")[FEATURE_NAMES].mean(),
-                       "std": frame.groupby("genre")[FEATURE_NAMES].std(ddof=0)}, names=["stat", "genre"])
-    stats = stats.reindex(pd.MultiIndex.from_product([["mean", "std"], covers.genres], names=["stat", "genre"]))
-    paths = {"estimator": tmp / "random_forest.joblib", "feature_stats": tmp / "feature_stats.csv",
-             "importances": tmp / "importances.csv", "meta": tmp / "meta.json"}
-    joblib.dump(model, paths["estimator"], compress=3)
-    stats.to_csv(paths["feature_stats"])
-    importances.to_csv(paths["importances"], index=False)
-    # decode_size: the cover cache size the forest was trained at; serving decodes to it first, so a
-    # cover gives exactly the features it had in training
-    paths["meta"].write_text(json.dumps({"genres": covers.genres, "decode_size": decode_size, "work_size": WORK,
-                                         "feature_names": FEATURE_NAMES, "feature_version": FEATURE_VERSION}))
-    return {k: str(v) for k, v in paths.items()}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from genreclf.plotting import figure_to_array, plt
 from genreclf.rf import features
-from genreclf.tracking.runs import figure_to_array
 
 TOP_PULLS = 3
 Z_CLIP = 4.0  # one odd feature (e.g. a face where no train cover had one) must not drown the rest
@@ -73,10 +73,6 @@ def feature_table(values: dict[str, float], stats: TrainStats | None) -> pd.Data
 def feature_figure(values: dict[str, float], stats: TrainStats | None, truth: str | None) -> np.ndarray:
     """RGB plot: per kind, each feature's genre averages (dots) and the cover (black diamond) as
     z-scores around the mean of the genre averages."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     kinds = features.FEATURE_GROUPS
     fig, axes = plt.subplots(len(kinds), 1, figsize=(7.5, 1.6 + 0.34 * len(features.FEATURE_NAMES)),
                              gridspec_kw={"height_ratios": [len(v) for v in kinds.values()]})

@@ -10,7 +10,6 @@ Conventions every entry point follows (so the UI's compare view lines the models
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -22,7 +21,16 @@ from typing import Any, Iterator
 import mlflow
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from genreclf.config import Resolved
+from genreclf.data.covers import CoverSet
+from genreclf.metrics import Evaluation
+from genreclf.plotting import plt
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,10 @@ def configure(experiment: str) -> str:
                         "(pass --experiment-name %s to mlflow run)", experiment, exp.name, experiment)
     else:
         mlflow.set_experiment(experiment)
+    return mlflow.get_tracking_uri()
+
+
+def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
@@ -116,10 +128,28 @@ def log_table(df: pd.DataFrame, path: str) -> None:
         mlflow.log_artifact(str(local), str(Path(path).parent) if Path(path).parent != Path(".") else None)
 
 
-def log_figure(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
+def log_figure(fig: Figure, path: str) -> None:
     mlflow.log_figure(fig, path)
     plt.close(fig)
+
+
+def log_figures(figures: dict[str, Figure]) -> None:
+    """Log figures by artifact path (e.g. the Grad-CAM galleries)."""
+    for path, fig in figures.items():
+        log_figure(fig, path)
+
+
+def log_evaluation(ev: Evaluation, step: int | None = None) -> dict[str, float]:
+    """Log one split's metrics, per-genre CSV and confusion matrix (PNG + JSON counts); returns the metrics.
+
+    ``step``: where a per-epoch curve of the same metric exists (the CNN's val_*), log the final
+    model's value after it, so it is the run's latest value and the curve keeps its shape.
+    """
+    log_metrics(ev.metrics, step=step)
+    log_table(ev.per_genre, f"eval/{ev.split}_per_genre.csv")
+    log_json(ev.confusion, f"eval/{ev.split}_confusion_matrix.json")
+    log_figure(ev.figure, f"eval/{ev.split}_confusion_matrix.png")
+    return ev.metrics
 
 
 def log_image(image: np.ndarray, path: str) -> None:
@@ -130,16 +160,13 @@ def log_artifact(local: str | Path, artifact_dir: str | None = None) -> None:
     mlflow.log_artifact(str(local), artifact_dir)
 
 
-def log_config(resolved) -> None:
+def log_config(resolved: Resolved) -> None:
     mlflow.log_text(resolved.to_yaml(), "config.yaml")
 
 
-def log_coverset(covers) -> None:
+def log_coverset(covers: CoverSet) -> None:
     """Record the data of a run: dataset inputs per split, the split manifest, skipped files."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.exceptions import MlflowException
     if covers.source.startswith("hf:"):
-        from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
         source = HuggingFaceDatasetSource(path=covers.source[3:], split="train")
     else:
         try:
@@ -160,35 +187,6 @@ def log_coverset(covers) -> None:
                  "data_duplicates_dropped": covers.report.get("duplicates_dropped", 0)})
 
 
-def log_pyfunc(python_model, *, artifacts: dict[str, str], input_example: pd.DataFrame, signature,
-               registered_name: str | None, tags: dict[str, Any] | None = None):
-    """Log a pyfunc model (genreclf's code travels with it) and optionally register it.
-
-    Returns (model_uri, registered version or None).
-    """
-    import genreclf
-    pkg = str(Path(genreclf.__file__).resolve().parent)
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=python_model, artifacts=artifacts, code_paths=[pkg],
-        input_example=input_example, signature=signature, registered_model_name=registered_name,
-        pip_requirements=_requirements(), tags={k: str(v) for k, v in (tags or {}).items()},
-    )
-    version = info.registered_model_version if registered_name else None
-    return info.model_uri, version
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-    pins = []
-    for dist in ("mlflow", "torch", "torchvision", "scikit-learn", "opencv-python-headless", "scikit-image",
-                 "pillow", "numpy", "pandas", "grad-cam", "pyyaml"):
-        try:
-            pins.append(f"{dist}=={version(dist)}")
-        except Exception:
-            pins.append(dist)
-    return pins
-
-
 def client() -> MlflowClient:
     return MlflowClient()
 
@@ -199,7 +197,6 @@ def get_run(run_id: str):
 
 def run_exists(run_id: str) -> bool:
     """Whether this tracking store holds an active (not deleted) run with this id."""
-    from mlflow.exceptions import MlflowException
     try:
         return client().get_run(run_id).info.lifecycle_stage == "active"
     except MlflowException:
@@ -223,62 +220,12 @@ def download(artifact_uri: str, dst: str | None = None) -> str:
     return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=dst)
 
 
-def load_pyfunc(model_uri: str):
-    """Load a logged/registered pyfunc model (``models:/<name>/<version>``, ``runs:/...``)."""
-    return mlflow.pyfunc.load_model(model_uri)
-
-
 def search_runs(experiment: str, filter_string: str = "", order_by: list[str] | None = None) -> list:
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return []
     return client().search_runs([exp.experiment_id], filter_string=filter_string,
                                 order_by=order_by or ["attributes.start_time DESC"], max_results=5000)
-
-
-def child_runs(experiment: str, parent_run_id: str) -> list:
-    return search_runs(experiment, f"tags.mlflow.parentRunId = '{parent_run_id}'")
-
-
-def find_finished_run(experiment: str, entry_point: str, params: dict[str, Any], commit: str):
-    """A FINISHED run of ``entry_point`` with these parameters at this git commit, if any."""
-    for run in search_runs(experiment, f"tags.entry_point = '{entry_point}' and attributes.status = 'FINISHED'"):
-        if commit and run.data.tags.get("git_commit") != commit:
-            continue
-        logged = run.data.tags.get("step_params")
-        if logged == json.dumps(params, sort_keys=True, default=str):
-            return run
-    return None
-
-
-# --- registry aliases and tags (registry.py), project steps (pipeline.py) ---
-
-def registered_aliases(name: str) -> dict[str, str] | None:
-    """alias -> version of a registered model, or None when no model of that name is registered."""
-    from mlflow.exceptions import MlflowException
-    try:
-        return {a: str(v) for a, v in client().get_registered_model(name).aliases.items()}
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-
-
-def registered_model_names() -> list[str]:
-    return sorted(m.name for m in client().search_registered_models(max_results=1000))
-
-
-def model_version(name: str, version: str):
-    return client().get_model_version(name, str(version))
-
-
-def set_alias(name: str, alias: str, version: str) -> None:
-    client().set_registered_model_alias(name, alias, str(version))
-
-
-def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
-    for key, value in tags.items():
-        client().set_model_version_tag(name, str(version), key, str(value))
 
 
 def log_new_params(params: dict[str, Any]) -> None:
@@ -288,34 +235,3 @@ def log_new_params(params: dict[str, Any]) -> None:
     log_params({k: v for k, v in params.items() if k not in have})
 
 
-def active_experiment_name() -> str:
-    """The experiment of the active run (under `mlflow run`: the one the user chose for the project)."""
-    return mlflow.get_experiment(mlflow.active_run().info.experiment_id).name
-
-
-def create_child_run(experiment: str, parent_run_id: str, name: str, tags: dict[str, Any]) -> str:
-    """Create (not start) a run nested under ``parent_run_id``; a project step then fills it."""
-    exp = mlflow.get_experiment_by_name(experiment)
-    run = client().create_run(exp.experiment_id, run_name=name,
-                              tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}})
-    return run.info.run_id
-
-
-def run_project_step(project_dir: str, entry_point: str, parameters: dict[str, Any], run_id: str) -> None:
-    """Run one MLproject entry point in the current environment, filling the run ``run_id``.
-
-    Raises mlflow's ExecutionException when the step fails (its run is then marked FAILED).
-    """
-    import mlflow.projects
-    mlflow.projects.run(uri=str(project_dir), entry_point=entry_point, parameters=parameters,
-                        env_manager="local", run_id=run_id, synchronous=True)
-
-
-def figure_to_array(fig) -> np.ndarray:
-    """Render a matplotlib figure to an RGB array (for galleries and the demo)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-    plt.close(fig)
-    return np.asarray(Image.open(buf).convert("RGB"))

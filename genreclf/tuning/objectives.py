@@ -14,24 +14,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
 
-from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
-from genreclf import metrics as evaluation
-from genreclf.config import ConfigError, Resolved
-from genreclf.data.covers import load_covers
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.cnn import fit as cnn
+from genreclf.config import ConfigError, Resolved, TuneConfig
+from genreclf.data.covers import CoverSet, load_covers
+from genreclf.rf.features import features_for
+from genreclf.rf.forest import fit_rf
 
 log = logging.getLogger(__name__)
 Objective = Callable[[object, Callable], float]   # (model config, report(step, metrics, value)) -> value
 
 
-def subset(covers, *splits: str, tag: str):
+def subset(covers: CoverSet, *splits: str, tag: str) -> CoverSet:
     """The covers of ``splits`` only, as a CoverSet of their own (own digest: own feature cache)."""
     keep = covers.indices(*splits)
     return dataclasses.replace(
@@ -40,25 +39,21 @@ def subset(covers, *splits: str, tag: str):
         digest=hashlib.sha256(f"{covers.digest}|{tag}".encode()).hexdigest())
 
 
-def without_test(covers):
+def without_test(covers: CoverSet) -> CoverSet:
     return subset(covers, "train", "val", tag="search")
 
 
-def make_objective(kind: str, resolved: Resolved, covers=None, progress: bool = True) -> tuple[Objective, int]:
+def make_objective(kind: str, resolved: Resolved, covers: CoverSet | None = None,
+                   progress: bool = True) -> tuple[Objective, int]:
     """The objective of a study and its pruning resource (folds or epochs)."""
-    covers = covers if covers is not None else load_covers(resolved.sections["data"], progress=progress)
+    covers = covers if covers is not None else load_covers(resolved.data, progress=progress)
     search = without_test(covers)
     if kind == "rf":
-        return rf_objective(search, resolved.sections["tune"], progress)
-    return cnn_objective(search, progress), resolved.sections["cnn"].epochs
+        return rf_objective(search, resolved.tune, progress)
+    return cnn_objective(search, progress), resolved.cnn.epochs
 
 
-def rf_objective(search, tune, progress: bool = True) -> tuple[Objective, int]:
-    from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold
-
-    from genreclf.rf.features import features_for
-    from genreclf.rf.forest import fit_rf
+def rf_objective(search: CoverSet, tune: TuneConfig, progress: bool = True) -> tuple[Objective, int]:
     tr = search.indices("train")
     X, y = features_for(search, progress=progress).to_numpy()[tr], search.labels[tr]
     smallest = int(np.bincount(y, minlength=len(search.genres)).min())
@@ -78,60 +73,9 @@ def rf_objective(search, tune, progress: bool = True) -> tuple[Objective, int]:
     return objective, tune.cv_folds
 
 
-def cnn_objective(search, progress: bool = True) -> Objective:
-    from genreclf.cnn import fit as cnn
-
+def cnn_objective(search: CoverSet, progress: bool = True) -> Objective:
     def objective(cfg, report) -> float:
         def on_epoch(epoch: int, metrics: dict) -> None:
             report(epoch, metrics, metrics["val_macro_f1"])
-        return cnn.fit(search, cfg, on_epoch=on_epoch, log=False, checkpoint=False, progress=progress).best_val_macro_f1
+        return cnn.fit(search, cfg, on_epoch=on_epoch, progress=progress).best_val_macro_f1
     return objective
-
-
-# ---------------------------------------------------------------- refit of the best configuration
-def refit_rf(covers, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
-    """Fit the best forest on train+val, evaluate once on test, log and register it (active run)."""
-    import pandas as pd
-
-    from genreclf.rf.features import features_for
-    from genreclf.rf.forest import RFCoverModel, _model_artifacts, fit_rf, importance_table, predict_proba
-    from genreclf.serving.contract import input_example, signature
-    search, test = without_test(covers), subset(covers, "test", tag="test")
-    # the two halves' cached tables, in the covers' order: no cover's features are computed twice
-    table = pd.concat([features_for(search), features_for(test)]).loc[[str(i) for i in covers.ids]]
-    fit_idx, test_idx = covers.indices("train", "val"), covers.indices("test")
-    X = table.to_numpy()
-    model = fit_rf(X[fit_idx], covers.labels[fit_idx], cfg)
-    k = len(covers.genres)
-    metrics = evaluation.log_evaluation("test", covers.labels[test_idx], predict_proba(model, X[test_idx], k),
-                                        covers.genres, label)
-    # explains the final model after its one evaluation; nothing is chosen with it
-    importances = importance_table(model, X[test_idx], covers.labels[test_idx], cfg.seed)
-    tracking.log_table(importances, "importances/feature_importances.csv")
-    tags = {**tags, "test_accuracy": round(metrics["test_accuracy"], 4),
-            "test_macro_f1": round(metrics["test_macro_f1"], 4), "data_digest": covers.digest[:20],
-            "genres": ",".join(covers.genres), "git_commit": tracking.git_commit(), "model_family": "rf",
-            "source_run_id": tracking.active_run_id(), "fit_splits": "train+val"}
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = _model_artifacts(Path(tmp), model, importances, table, covers,
-                                     resolved.sections["data"].cache_size)
-        example = input_example([covers.images[i] for i in test_idx[:2]])
-        model_uri, version = tracking.log_pyfunc(
-            RFCoverModel(), artifacts=artifacts, input_example=example, signature=signature(covers.genres),
-            registered_name=RF_MODEL_NAME if cfg.register else None, tags=tags)
-    if version is not None:
-        registry.mark_challenger(RF_MODEL_NAME, version, tags)
-    return {**metrics, "model_uri": model_uri, "model_version": version}
-
-
-def refit_cnn(covers, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
-    """Train the best CNN with ``train_cnn`` itself (nested under the active parent run)."""
-    from genreclf.entrypoints.train_cnn import main as train_cnn
-    refit = Resolved("train_cnn", {"data": resolved.sections["data"], "cnn": cfg})
-    result = train_cnn(refit)  # the parent run is active: train_cnn opens a nested run
-    if result.get("model_version") is not None:
-        registry.mark_challenger(CNN_MODEL_NAME, result["model_version"], tags)
-    if result.get("run_id"):
-        tracking.tag_run(result["run_id"], {**tags, "tune_role": "refit", "study_name": tags["tuned_study"]})
-    return result
-

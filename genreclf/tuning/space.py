@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from genreclf.config import ConfigError, _coerce, read_yaml
+from genreclf.config import ConfigError, coerce, read_yaml
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"
 KEYS = {"int": {"type", "low", "high", "step", "log"}, "float": {"type", "low", "high", "step", "log"},
@@ -42,12 +42,12 @@ class SearchSpace:
             else:
                 value = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
                                             step=spec.get("step"), log=bool(spec.get("log", False)))
-            out[name] = _coerce(self.cls, name, value)
+            out[name] = coerce(self.cls, name, value)
         return out
 
     def apply(self, base, params: dict[str, Any]):
         """``base`` config with ``params`` (as stored by Optuna) applied and typed."""
-        return dataclasses.replace(base, **{k: _coerce(self.cls, k, v) for k, v in params.items()})
+        return dataclasses.replace(base, **{k: coerce(self.cls, k, v) for k, v in params.items()})
 
 
 def load_space(path: str | Path, cls: type) -> SearchSpace:
@@ -91,6 +91,6 @@ def _check(path: Path, cls: type, name: str, spec: Any) -> None:
         values = [spec["low"], spec["high"]]
     for value in values:  # the sampled values must fit the config field's type
         try:
-            _coerce(cls, name, value)
+            coerce(cls, name, value)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None

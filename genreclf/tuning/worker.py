@@ -13,15 +13,16 @@ import gc
 import logging
 import math
 import os
-import sys
 import time
 from typing import Callable
 
 import optuna
+import torch
 
 from genreclf.tracking import runs as tracking
+from genreclf.tuning.objectives import make_objective
 from genreclf.tuning.search import Search
-from genreclf.tuning.space import load_space
+from genreclf.tuning.space import SearchSpace, load_space
 from genreclf.tuning.storage import (
     FileLock,
     is_rdb,
@@ -83,14 +84,15 @@ class TrialRun:
                 self._cm.__exit__(type(exc), exc, exc.__traceback__)
 
 
-def run_trial(trial: optuna.Trial, search: Search, space, objective: Callable, slots: FileLock, store: FileLock) -> float:
+def run_trial(trial: optuna.Trial, search: Search, space: SearchSpace, objective: Callable, slots: FileLock,
+              store: FileLock) -> float:
     t0 = time.perf_counter()
     try:
         trial.set_user_attr("worker", worker_record())
     finally:
         slots.release()  # the slot is claimed (the trial exists and says whose it is): let others claim
     params = space.suggest(trial)
-    cfg = dataclasses.replace(search.resolved.sections[search.kind], **params)
+    cfg = dataclasses.replace(search.resolved.section(search.kind), **params)
     run = TrialRun(search, trial, store)
     run.open(cfg, params)
     work_start, state, value, err = time.perf_counter(), "FAIL", math.nan, None
@@ -123,19 +125,17 @@ def requeue(trial: optuna.Trial, params: dict) -> None:
 def _free_memory() -> None:
     """After a failure (out of memory, most likely): give the next trial a clean slate."""
     gc.collect()
-    torch = sys.modules.get("torch")  # only if a CNN objective imported it
-    if torch is not None and torch.cuda.is_available():
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
 # ---------------------------------------------------------------- the worker loop
 def work(search: Search, objective: Callable, max_resource: int, on_trial: Callable[[], None] | None = None) -> int:
     """Run trials until the study holds ``n_trials`` finished ones or the deadline passes."""
-    uri = tracking.configure(search.resolved.sections["data"].experiment)
+    uri = tracking.configure(search.resolved.data.experiment)
     if search.kind == "cnn" and search.n_workers > 1:  # share the cores instead of oversubscribing them
-        import torch
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.n_workers))
-    space = load_space(search.space_path, type(search.resolved.sections[search.kind]))
+    space = load_space(search.space_path, type(search.resolved.section(search.kind)))
     slots, store, done = slot_lock(search, uri), store_lock(uri), 0
     study = open_study(search, open_storage(search.storage, search.n_workers, store), max_resource)
     while search.deadline is None or time.time() < search.deadline:
@@ -157,8 +157,8 @@ def work(search: Search, objective: Callable, max_resource: int, on_trial: Calla
 
 def worker_main(search: Search) -> None:
     """Entry point of a spawned worker process."""
-    from genreclf.tuning.objectives import make_objective
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{search.worker} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s worker-{search.worker} %(levelname)s %(name)s: %(message)s")
     objective, max_resource = make_objective(search.kind, search.resolved, progress=False)
     n = work(search, objective, max_resource)
     log.info("worker %d ran %d trial(s)", search.worker, n)

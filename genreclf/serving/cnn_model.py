@@ -2,31 +2,31 @@
 
 Artifacts are a plain ``state_dict`` (saved from CPU tensors) and a JSON config, so a model trained
 on a GPU loads and predicts on a CPU-only machine. Inputs and outputs are the shared ones of
-``pyfunc.CoverModel``: covers are decoded exactly like the training cache (``decode_rgb`` at the
+``contract.CoverModel``: covers are decoded exactly like the training cache (``decode_rgb`` at the
 cache size), then resized by the same eval preset as in training.
 """
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genreclf import CNN_MODEL_NAME
 from genreclf.cnn import backbones
-from genreclf.cnn.transforms import create_transform, normalize, to_chw
+from genreclf.cnn.device import pick_device
+from genreclf.cnn.gradcam import explain
+from genreclf.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
+from genreclf.config import CNNConfig
+from genreclf.data.covers import CoverSet
 from genreclf.data.images import as_rgb
 from genreclf.errors import UserError
-from genreclf.serving import contract as pyfunc
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.serving.contract import CoverModel
 
 BATCH = 64  # covers per forward pass: bounded memory whatever the request size
 
 
-class CNNCoverModel(pyfunc.CoverModel):
+class CNNCoverModel(CoverModel):
     """Exposes ``.model`` (torch, eval mode), ``.genres``, ``.size`` (decode size), ``.meta``."""
 
     def load_context(self, context) -> None:
@@ -34,8 +34,7 @@ class CNNCoverModel(pyfunc.CoverModel):
         state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
         self.setup(meta, state)
 
-    def setup(self, meta: dict, state_dict: dict, device: str | None = None) -> "CNNCoverModel":
-        from genreclf.cnn.fit import pick_device
+    def setup(self, meta: dict, state_dict: dict, device: str | None = None) -> CNNCoverModel:
         self.meta, self.genres, self.size = meta, list(meta["genres"]), int(meta["cache_size"])
         self.backbone, self.image_size, self.tta = meta["backbone"], int(meta["image_size"]), bool(meta["tta"])
         self.device = pick_device(device or "auto")
@@ -45,7 +44,8 @@ class CNNCoverModel(pyfunc.CoverModel):
         self.transform = create_transform(self.image_size, is_training=False)
         return self
 
-    def _batch(self, covers: list[np.ndarray]) -> torch.Tensor:
+    def batch(self, covers: list[np.ndarray]) -> torch.Tensor:
+        """Decoded covers -> the normalised input batch of the network, on its device."""
         x = torch.stack([self.transform(to_chw(c)) for c in covers]).to(self.device)
         return normalize(x, self.device.type == "cuda")
 
@@ -53,16 +53,13 @@ class CNNCoverModel(pyfunc.CoverModel):
         out = []
         with torch.inference_mode():
             for s in range(0, len(covers), BATCH):
-                x = self._batch(covers[s:s + BATCH])
-                p = self.model(x).float().softmax(1)
-                if self.tta:  # the same flip averaging the test metrics were measured with
-                    p = (p + self.model(x.flip(-1)).float().softmax(1)) / 2
+                # the same flip averaging the test metrics were measured with
+                p = mean_softmax(self.model, flip_views(self.batch(covers[s:s + BATCH]), self.tta))
                 out.append(p.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.genres)))
 
     def explain(self, rgb, genre: str | None = None) -> tuple[np.ndarray, str]:
         """(Grad-CAM overlay as uint8 RGB at the decode size, genre explained: ``genre`` or the predicted one)."""
-        from genreclf.cnn.gradcam import explain
         cover = as_rgb(rgb, self.size, name="cover")
         if genre is None:
             genre = self.genres[int(self.predict_proba([cover])[0].argmax())]
@@ -71,22 +68,14 @@ class CNNCoverModel(pyfunc.CoverModel):
         return explain(self.model, self.backbone, self.image_size, cover, self.genres.index(genre)), genre
 
 
-def meta_for(cfg, covers) -> dict:
+def meta_for(cfg: CNNConfig, covers: CoverSet) -> dict:
     return {"backbone": cfg.backbone, "genres": list(covers.genres), "image_size": cfg.image_size,
             "cache_size": int(covers.images.shape[1]), "tta": cfg.tta, "data_digest": covers.digest[:20]}
 
 
-def log_model(model: torch.nn.Module, cfg, covers, tags: dict, register: bool) -> tuple[str, str | None]:
-    """Log the pyfunc to the active run; register it (alias challenger) when ``register``."""
-    meta = meta_for(cfg, covers)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights, config = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-        config.write_text(json.dumps(meta, indent=2))
-        example = pyfunc.input_example([np.asarray(covers.images[i]) for i in covers.indices("test")[:2]])
-        uri, version = tracking.log_pyfunc(CNNCoverModel(), artifacts={"weights": str(weights), "config": str(config)},
-                                           input_example=example, signature=pyfunc.signature(covers.genres),
-                                           registered_name=CNN_MODEL_NAME if register else None, tags=tags)
-    if version is not None:
-        registry.mark_challenger(CNN_MODEL_NAME, version, tags)
-    return uri, None if version is None else str(version)
+def write_artifacts(folder: Path, model: torch.nn.Module, cfg: CNNConfig, covers: CoverSet) -> dict[str, str]:
+    """The files the pyfunc loads: CPU weights and the JSON config."""
+    weights, config = folder / "weights.pt", folder / "config.json"
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    config.write_text(json.dumps(meta_for(cfg, covers), indent=2))
+    return {"weights": str(weights), "config": str(config)}

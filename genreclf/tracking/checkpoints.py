@@ -1,0 +1,53 @@
+"""Training checkpoints as run artifacts (``checkpoints/last.pt``, ``checkpoints/best.pt``), and
+loading them back to resume that run. The run tag ``checkpoint_epoch`` is set only once both files
+are complete (file contents and order: ``genreclf.cnn.checkpoints``)."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+
+from genreclf.cnn import checkpoints
+from genreclf.cnn.checkpoints import ResumeError
+from genreclf.cnn.loop import TrainState
+from genreclf.tracking import runs as tracking
+
+log = logging.getLogger(__name__)
+TAG = "checkpoint_epoch"
+
+
+def save(state: TrainState, improved: bool) -> None:
+    """Log this epoch's checkpoint files to the active run, then tag the run with the epoch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in checkpoints.write(Path(tmp), state, improved):
+            tracking.log_artifact(path, "checkpoints")
+    tracking.set_tags({TAG: state.epoch})
+
+
+def load(run_id: str) -> dict:
+    """The last checkpoint of a run, with ``best_weights`` filled in (CPU tensors)."""
+    try:
+        run = tracking.get_run(run_id)
+    except Exception as exc:  # MlflowException for unknown ids, ValueError for malformed ones
+        raise ResumeError(f"resume={run_id!r}: no such run in this tracking store ({exc})") from None
+    if run.info.status == "FINISHED":
+        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} already finished; nothing to resume")
+    if TAG not in run.data.tags:
+        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} has no completed checkpoint "
+                          f"(it stopped before its first epoch ended); start a new run instead")
+    with tempfile.TemporaryDirectory() as tmp:
+        last = torch.load(tracking.download(f"runs:/{run_id}/checkpoints/last.pt", tmp), map_location="cpu",
+                          weights_only=True)
+        best = None
+        if last["state"]["best_epoch"] >= 0:
+            try:
+                best = torch.load(tracking.download(f"runs:/{run_id}/checkpoints/best.pt", tmp),
+                                  map_location="cpu", weights_only=True)
+            except Exception:  # died before the first best.pt was complete: see genreclf.cnn.checkpoints
+                best = None
+    ckpt = checkpoints.with_best(last, best, f"resume={run_id!r}")
+    log.info("resuming run %s after epoch %d (best val macro-F1 %.4f at epoch %d)", run_id, ckpt["epoch"],
+             ckpt["state"]["best_f1"], ckpt["state"]["best_epoch"])
+    return ckpt

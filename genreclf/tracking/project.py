@@ -1,0 +1,52 @@
+"""Project steps: child runs of the ``main`` pipeline, and reuse of a step that already ran.
+
+Each step is the project's own entry point, run through ``mlflow.projects.run`` with
+``env_manager="local"`` as a child run of the parent, like MLflow's multistep workflow example.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mlflow
+import mlflow.projects
+from mlflow.entities import Run
+
+from genreclf.tracking.runs import client, search_runs
+
+
+def child_runs(experiment: str, parent_run_id: str) -> list[Run]:
+    return search_runs(experiment, f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+def find_finished_run(experiment: str, entry_point: str, params: dict[str, Any], commit: str) -> Run | None:
+    """A FINISHED run of ``entry_point`` with these parameters at this git commit, if any."""
+    for run in search_runs(experiment, f"tags.entry_point = '{entry_point}' and attributes.status = 'FINISHED'"):
+        if commit and run.data.tags.get("git_commit") != commit:
+            continue
+        logged = run.data.tags.get("step_params")
+        if logged == json.dumps(params, sort_keys=True, default=str):
+            return run
+    return None
+
+
+def active_experiment_name() -> str:
+    """The experiment of the active run (under `mlflow run`: the one the user chose for the project)."""
+    return mlflow.get_experiment(mlflow.active_run().info.experiment_id).name
+
+
+def create_child_run(experiment: str, parent_run_id: str, name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run nested under ``parent_run_id``; a project step then fills it."""
+    exp = mlflow.get_experiment_by_name(experiment)
+    run = client().create_run(exp.experiment_id, run_name=name,
+                              tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}})
+    return run.info.run_id
+
+
+def run_project_step(project_dir: str, entry_point: str, parameters: dict[str, Any], run_id: str) -> None:
+    """Run one MLproject entry point in the current environment, filling the run ``run_id``.
+
+    Raises mlflow's ExecutionException when the step fails (its run is then marked FAILED).
+    """
+    mlflow.projects.run(uri=str(project_dir), entry_point=entry_point, parameters=parameters,
+                        env_manager="local", run_id=run_id, synchronous=True)
