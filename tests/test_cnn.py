@@ -194,7 +194,8 @@ def test_offline_pretrained_fails_clearly_and_local_weights_load(workdir, genrec
         backbones.create_model("resnet18", 4, weights_path=str(tmp_path / "wrong.pth"))
     with pytest.raises(backbones.UserError, match="freeze='layer9'.*layer1, layer2"):
         backbones.freeze(model, "resnet18", "layer9")
-    with pytest.raises(backbones.UserError, match=r"epochs=0 \(must be >= 1\); aug_scale_min=0.0 \(must be in \(0, 1\]\)"):
+    bad = r"epochs=0 \(must be >= 1\); aug_scale_min=0.0 \(must be in \(0, 1\]\)"
+    with pytest.raises(backbones.UserError, match=bad):
         cnn.check_config(C.CNNConfig(aug_scale_min=0.0, epochs=0))
     with pytest.raises(backbones.UserError, match="backbone='vgg11' is not supported"):
         cnn.check_config(C.CNNConfig(backbone="vgg11"))

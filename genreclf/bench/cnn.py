@@ -14,6 +14,7 @@ import dataclasses
 import os
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,7 +108,7 @@ def _cold_cache():
 def measure_probe_paths(covers: CoverSet, cfg: CNNConfig) -> dict:
     """Seconds for a ``freeze=backbone`` fit: embeddings once (cold cache, then warm) vs backbone every epoch."""
     cfg = dataclasses.replace(cfg, freeze="backbone", lp_epochs=0, patience=0)
-    out = {"epochs": cfg.epochs, "image_size": cfg.image_size, "backbone": cfg.backbone,
+    out: dict[str, Any] = {"epochs": cfg.epochs, "image_size": cfg.image_size, "backbone": cfg.backbone,
            "train_covers": int(len(covers.indices("train")))}
     with _cold_cache():
         paths = (("embeddings_cold_s", True), ("embeddings_cached_s", True), ("backbone_every_epoch_s", False))

@@ -16,6 +16,7 @@ the resolved config, the covers (the decoded cache) and what earlier stages prod
 """
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import tempfile
@@ -83,12 +84,20 @@ def one_epoch(loader) -> int:
     return sum(len(y) for _, y in loader)
 
 
+def train_epoch_of(dataset: torch.utils.data.Dataset, cfg: CNNConfig, device: torch.device) -> int:
+    """Covers served by one epoch of the training loader over ``dataset``."""
+    return one_epoch(image_loader(dataset, cfg, device, True))
+
+
 def pipeline_stage(ctx) -> tuple[dict, list]:
     covers, cfg, sizes = ctx["covers"], bench_cnn_config(ctx), ctx["sizes"]
     device = pick_device("auto")
     transform = create_transform(cfg.image_size, True)
     size = covers.images.shape[1]
-    metrics, rows, per, cpu = {}, [], {"cache": [], "source": []}, {"cache": [], "source": []}
+    metrics: dict[str, float] = {}
+    rows: list[tuple] = []
+    per: dict[str, list[float]] = {"cache": [], "source": []}
+    cpu: dict[str, list[float]] = {"cache": [], "source": []}
     with tempfile.TemporaryDirectory() as tmp:
         files = []  # the covers as JPEG files (quality 90), as a source folder would hold them
         for i in range(len(covers)):
@@ -98,9 +107,8 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
             idx = np.resize(np.arange(len(covers)), n)  # n covers, repeating the cache if it holds fewer
             cached = CoverDataset(covers.images, covers.labels, idx, transform)
             source = SourceFiles([files[i] for i in idx], covers.labels[idx], size, transform)
-            res = medians({"cache": lambda ds=cached: one_epoch(image_loader(ds, cfg, device, True)),
-                           "source": lambda ds=source: one_epoch(image_loader(ds, cfg, device, True))},
-                          ctx["repeats"])
+            res = medians({"cache": functools.partial(train_epoch_of, cached, cfg, device),
+                           "source": functools.partial(train_epoch_of, source, cfg, device)}, ctx["repeats"])
             for name in per:
                 per[name].append(res[name]["median_s"])
                 cpu[name].append(res[name]["median_cpu_s"])  # CPU time: hardly moved by other load
@@ -238,7 +246,8 @@ def scaling_stage(ctx) -> tuple[dict, list]:
     sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
     for n in tqdm(sizes, desc="feature extraction sizes", leave=False):
         blobs = [distinct[i % len(distinct)] for i in range(n)]
-        res = medians({"genreclf": lambda b=blobs: features.extract_many(b, progress=False, chunk=8)}, ctx["repeats"])
+        res = medians({"genreclf": functools.partial(features.extract_many, blobs, progress=False, chunk=8)},
+                      ctx["repeats"])
         wall.append(res["genreclf"]["median_s"])
         metrics[f"features_ips_{n}"] = n / wall[-1]
     metrics["features_linearity"] = linearity(sizes, wall)

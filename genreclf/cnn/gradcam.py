@@ -49,11 +49,14 @@ class Explainer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.cam.activations_and_grads.release()
+        if self.cam is not None:
+            self.cam.activations_and_grads.release()
         self.cam = None
 
     def __call__(self, covers: list[np.ndarray], classes: list[int], batch_size: int = 16) -> np.ndarray:
         """(N, image_size, image_size) maps in [0, 1] for class ``classes[i]`` of cover ``i``."""
+        if self.cam is None:
+            raise RuntimeError("use the Explainer as a context manager: with Explainer(...) as ex")
         out = []
         for s in range(0, len(covers), batch_size):
             with torch.inference_mode(False), torch.enable_grad():  # whatever mode the caller is in

@@ -62,18 +62,20 @@ class CoverSet:
 def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     source = open_source(cfg.data, cfg.seed)
     genres = select_genres(cfg.genres, source.genres)
-    ids, labels, blobs = [], [], []
+    read_ids: list[str] = []
+    read_labels: list[int] = []
+    blobs: list[bytes] = []
     for raw in tqdm(source.records(genres), desc=f"reading {cfg.data}", disable=not progress, leave=False):
-        ids.append(raw.sample_id)
-        labels.append(genres.index(raw.genre))
+        read_ids.append(raw.sample_id)
+        read_labels.append(genres.index(raw.genre))
         blobs.append(raw.data)
-    if not ids:
+    if not read_ids:
         raise DataError(f"data={cfg.data!r} has no covers for genres {genres}")
     content = np.array([hashlib.sha1(b).hexdigest() for b in blobs])
-    raw_digest = _digest(DECODE_VERSION, cfg.cache_size, list(ids), labels, list(content), genres)
-    images, phash, ok = _decoded(raw_digest, blobs, ids, cfg.cache_size, progress)
+    raw_digest = _digest(DECODE_VERSION, cfg.cache_size, read_ids, read_labels, list(content), genres)
+    images, phash, ok = _decoded(raw_digest, blobs, read_ids, cfg.cache_size, progress)
     del blobs
-    ids, labels, content = np.array(ids), np.array(labels, dtype=np.int64), content
+    ids, labels = np.array(read_ids), np.array(read_labels, dtype=np.int64)
     skipped = [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
                for i, r in enumerate(ok) if r]
     keep = np.array([not r for r in ok])
@@ -183,7 +185,7 @@ def _cap(idx: np.ndarray, labels: np.ndarray, content: np.ndarray, per_genre: in
         return idx
     keep = []
     for k in np.unique(labels[idx]):
-        members = sorted(idx[labels[idx] == k], key=lambda i: _order_key(content[i], seed + 1))
+        members = sorted(idx[labels[idx] == k], key=lambda i: _order_key(str(content[i]), seed + 1))
         keep.extend(members[:per_genre])
     return np.sort(np.array(keep, dtype=idx.dtype))
 

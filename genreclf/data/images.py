@@ -95,7 +95,7 @@ def encode(rgb: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
 def as_rgb(obj, size: int | None = None, *, name: str = "image") -> np.ndarray:
     """Accept encoded bytes or an already-decoded array (H, W[, 3|4]) and return RGB uint8."""
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        return decode_rgb(obj, size, name=name)
+        return decode_rgb(bytes(obj), size, name=name)
     if isinstance(obj, np.ndarray):
         arr = obj
         if arr.ndim == 2:

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from genreclf.data import synthetic
 from genreclf.errors import UserError
@@ -40,7 +40,7 @@ class Source:
     kind: str                 # hf | parquet | imagefolder | synthetic
     uri: str                  # what the user passed, recorded in the run
     genres: list[str]         # genres available in the source
-    records: "callable"       # records(selected_genres) -> Iterator[Raw]
+    records: Callable[[list[str]], Iterator[Raw]]  # records(selected_genres)
 
 
 def select_genres(requested: str | list[str], available: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
 
@@ -46,7 +47,7 @@ class Slot:
     """One registered model as the page sees it: loaded, or the reason it is not."""
     name: str
     alias: str
-    model: object | None = None
+    model: Any = None                  # the unwrapped pyfunc (RFCoverModel / CNNCoverModel)
     version: str = ""
     message: str = ""
 
@@ -128,7 +129,7 @@ class Explorer:
         """All outputs for one cover, in the order of ``OUTPUTS``."""
         with self.lock:
             rf_p, cnn_p = self.proba(self.rf, rgb), self.proba(self.cnn, rgb)
-            cam = self.gradcam(rgb, max(cnn_p, key=cnn_p.get) if cnn_p else None)  # its top genre
+            cam = self.gradcam(rgb, max(cnn_p, key=lambda g: cnn_p[g]) if cnn_p else None)  # its top genre
             rf = self.rf.model
             values = (rf.features(rgb) if rf is not None
                       else dict(zip(features.FEATURE_NAMES, features.extract(rgb))))

@@ -23,6 +23,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -103,7 +104,8 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
 def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_workers: int) -> dict:
     trials = finished(study)
     states = [t.state.name for t in trials]
-    out = {"n_finished": len(trials), "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
+    out: dict[str, Any] = {"n_finished": len(trials), "n_complete": states.count("COMPLETE"),
+                           "n_pruned": states.count("PRUNED"),
            "n_fail": states.count("FAIL"), "search_seconds": seconds,
            **bookkeeping_overhead(study, since=since, wall_s=seconds, n_workers=n_workers)}
     if out["n_complete"]:
@@ -118,7 +120,8 @@ def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_w
 
 
 def log_plots(study: optuna.Study) -> None:
-    plots = {"optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
+    plots: dict[str, Any] = {"optimization_history": ovm.plot_optimization_history,
+                             "param_importances": ovm.plot_param_importances,
              "parallel_coordinate": ovm.plot_parallel_coordinate}
     if any(t.intermediate_values for t in finished(study)):
         plots["intermediate_values"] = ovm.plot_intermediate_values

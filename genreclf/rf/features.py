@@ -222,7 +222,7 @@ def extract_bytes(data: bytes, name: str = "image") -> np.ndarray:
 
 
 def _extract_chunk(items: list) -> np.ndarray:
-    return np.stack([extract_bytes(x) if isinstance(x, (bytes, bytearray, memoryview)) else extract(x)
+    return np.stack([extract_bytes(bytes(x)) if isinstance(x, (bytes, bytearray, memoryview)) else extract(x)
                      for x in items])
 
 

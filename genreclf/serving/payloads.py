@@ -20,7 +20,7 @@ import pandas as pd
 from genreclf.data.images import BadImageError, decode_rgb
 from genreclf.errors import UserError
 from genreclf.serving.contract import IMAGE_COLUMN
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import registry
 
 
 class ModelLoadError(UserError):
@@ -45,7 +45,7 @@ def top_genres(row: pd.Series, top: int) -> list[tuple[str, float]]:
 
 def load_model(model_uri: str):
     try:
-        return tracking.load_pyfunc(model_uri)
+        return registry.load_pyfunc(model_uri)
     except Exception as exc:  # MlflowException, OSError: the URI is the user's to fix
         why = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
         raise ModelLoadError(f"cannot load model {model_uri!r}: {why} (models come from genreclf train_rf / "

@@ -16,7 +16,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import mlflow
 import numpy as np
@@ -104,7 +104,7 @@ def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params({k: ("" if v is None else v) for k, v in params.items()})
 
 
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) -> None:
     clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
     mlflow.log_metrics(clean, step=step)
 

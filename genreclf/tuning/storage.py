@@ -119,7 +119,8 @@ class FileLock:
     """An exclusive POSIX lock on a file (released by the kernel when the process dies)."""
 
     def __init__(self, path: Path | None):
-        self.path, self._fd = path, None
+        self.path: Path | None = path
+        self._fd: int | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
