@@ -27,7 +27,6 @@ from genreclf.data.covers import load_covers
 from genreclf.data.images import encode
 from genreclf.entrypoints import train_cnn
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(data="synthetic:24", cache_size=64, image_size=64, pretrained=False, epochs=2, batch_size=16,
             gradcam_per_genre=2, patience=0)
 
@@ -112,7 +111,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     folder = Path(os.environ["GENRECLF_CACHE"]) / "embeddings"
     before = set(folder.glob("*.npy"))
     seen = []
-    result = cnn.fit(covers, cfg, log=False, on_epoch=lambda e, m: seen.append((e, m["val_macro_f1"])))
+    result = cnn.fit(covers, cfg, on_epoch=lambda e, m: seen.append((e, m["val_macro_f1"])))
     assert [e for e, _ in seen] == [0, 1, 2]
     cached = set(folder.glob("resnet18-*.npy")) - before
     assert len(cached) == 1 and np.load(cached.pop()).shape == (len(covers.indices("train", "val")), 2, 512)
@@ -121,7 +120,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     assert not torch.equal(initial["fc.weight"], after["fc.weight"].cpu())
     # a second fit (a tuning trial, a resumed run) reuses the file instead of running the backbone
     caplog.set_level("INFO", logger="genreclf.cnn.embeddings")
-    again = cnn.fit(covers, cfg, log=False)
+    again = cnn.fit(covers, cfg)
     assert any("from cache" in r.message for r in caplog.records)
     assert torch.equal(again.model.fc.weight, result.model.fc.weight)  # and is deterministic
 
@@ -132,7 +131,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     def prune(epoch, metrics):
         raise Pruned(epoch)
     with pytest.raises(Pruned):
-        cnn.fit(covers, cfg, log=False, on_epoch=prune)
+        cnn.fit(covers, cfg, on_epoch=prune)
     assert not torch.are_deterministic_algorithms_enabled()
 
 
@@ -222,29 +221,3 @@ def test_other_backbones_freeze_by_stage_and_group_parameters(name):
     cam_out = []
     backbones.gradcam_target_layer(model, name).register_forward_hook(lambda m, i, o: cam_out.append(o))
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 4) and cam_out[0].ndim == 4  # spatial maps
-
-
-@pytest.mark.slow
-def test_mlflow_run_entry_point(tmp_path):
-    """`mlflow run . -e train_cnn ... --env-manager local` from the repo root, into a tmp store."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GENRECLF_CACHE": str(tmp_path / "cache"),
-           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": "",
-           "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
-    for leaked in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):  # set by earlier tests
-        env.pop(leaked, None)
-    mlflow.set_tracking_uri(uri)
-    # artifacts go to tmp, never to ./mlruns in the repository
-    mlflow.MlflowClient().create_experiment("cnn-cli", artifact_location=(tmp_path / "artifacts").as_uri())
-    before = set(os.listdir(ROOT))
-    cmd = [str(ROOT / ".venv" / "bin" / "mlflow"), "run", ".", "-e", "train_cnn", "--experiment-name", "cnn-cli",
-           "--env-manager", "local", "-P", "data=synthetic:12", "-P", "pretrained=false", "-P", "epochs=2",
-           "-P", "image_size=64", "-P", "cache_size=64", "-P", "experiment=cnn-cli", "-P", "gradcam_per_genre=1"]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    assert res.returncode == 0, res.stderr[-3000:]
-    run = mlflow.search_runs(experiment_names=["cnn-cli"], output_format="list")[0]
-    assert run.info.status == "FINISHED" and run.data.tags["entry_point"] == "train_cnn"
-    assert sorted(metric_steps(run.info.run_id, "train_loss")) == [0, 1]
-    assert "test_macro_f1" in run.data.metrics and "mlflow.project.entryPoint" in run.data.tags
-    assert mlflow.MlflowClient().get_model_version_by_alias(CNN_MODEL_NAME, "challenger").run_id == run.info.run_id
-    assert set(os.listdir(ROOT)) - before <= {"test-output"}, "the run left files in the repository"

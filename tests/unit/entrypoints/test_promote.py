@@ -6,7 +6,7 @@ import pytest
 
 from genreclf import RF_MODEL_NAME
 from genreclf import config as C
-from genreclf.rf import forest as baseline
+from genreclf.entrypoints import promote, train_rf
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 
@@ -16,21 +16,21 @@ WEAK = {"n_estimators": 1, "max_depth": 1}  # a single stump: at most 2 of the 4
 
 
 def _train(**rf) -> str:
-    out = baseline.train_main(C.Resolved("train_rf", C.resolve(None, {**DATA, **rf}, "data", "rf")))
+    out = train_rf.main(C.Resolved("train_rf", C.resolve(None, {**DATA, **rf}, "data", "rf")))
     return str(out["model_version"])
 
 
 def _promote(margin: float = 0.0, **extra) -> dict:
     params = {**DATA, "model_name": RF_MODEL_NAME, "margin": margin, **extra}
-    return registry.promote_main(C.Resolved("promote", C.resolve(None, params, "data", "promote")))[RF_MODEL_NAME]
+    return promote.main(C.Resolved("promote", C.resolve(None, params, "data", "promote")))[RF_MODEL_NAME]
 
 
 def _aliases() -> dict[str, str]:
-    return tracking.registered_aliases(RF_MODEL_NAME)
+    return registry.registered_aliases(RF_MODEL_NAME)
 
 
 def _tags(version: str) -> dict[str, str]:
-    return tracking.model_version(RF_MODEL_NAME, version).tags
+    return registry.model_version(RF_MODEL_NAME, version).tags
 
 
 def test_promotion_rules(workdir):
@@ -70,7 +70,7 @@ def test_promotion_rules(workdir):
     assert float(tags["promotion_score"]) <= float(tags["champion_score"])
 
     # 4. promoting the champion again changes nothing
-    tracking.set_alias(RF_MODEL_NAME, "challenger", strong)
+    registry.set_alias(RF_MODEL_NAME, "challenger", strong)
     assert _promote()["decision"] == "kept" and _aliases()["champion"] == strong
     assert _tags(strong)["promotion_decision"] == "promoted"  # the decision that made it champion stays
 
@@ -84,16 +84,16 @@ def test_promotion_rules(workdir):
 
 
 def test_promote_refuses_unfair_or_unknown_comparisons(workdir):
-    with pytest.raises(registry.PromotionError, match="not a registered model"):
+    with pytest.raises(promote.PromotionError, match="not a registered model"):
         _promote()
     _train(**STRONG)
     # other covers than the version was trained on: its test score would not be comparable
-    with pytest.raises(registry.PromotionError, match="trained on other covers.*data digest"):
-        registry.promote_main(C.Resolved("promote", C.resolve(
+    with pytest.raises(promote.PromotionError, match="trained on other covers.*data digest"):
+        promote.main(C.Resolved("promote", C.resolve(
             None, {"data": "synthetic:10", "cache_size": 64, "model_name": RF_MODEL_NAME}, "data", "promote")))
-    with pytest.raises(registry.PromotionError, match="not a test metric"):
+    with pytest.raises(promote.PromotionError, match="not a test metric"):
         _promote(metric="val_accuracy")
-    with pytest.raises(registry.PromotionError, match="margin"):
+    with pytest.raises(promote.PromotionError, match="margin"):
         _promote(margin=-0.1)
     assert "champion" not in _aliases()  # nothing moved on any error
     assert _promote(metric="test_accuracy")["decision"] == "promoted"

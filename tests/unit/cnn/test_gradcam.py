@@ -66,7 +66,9 @@ def test_galleries_are_logged_per_genre_with_correct_and_wrong_rows(workdir):
     model = backbones.create_model("resnet18", 3, pretrained=False).eval()
     tracking.configure("gradcam")
     with tracking.start_run("gallery", "test", "cnn") as run_id:
-        paths = gradcam.log_galleries(model, "resnet18", 64, images, labels, proba, genres, per_genre=2)
+        figures = gradcam.galleries(model, "resnet18", 64, images, labels, proba, genres, per_genre=2)
+        tracking.log_figures(figures)
+        paths = list(figures)
     assert paths == [f"gradcam/{g}.png" for g in genres]
     for p in paths:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=p)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 from PIL import Image
 
 from genreclf.bench import runner as bench
@@ -17,7 +17,6 @@ from genreclf.data.covers import cache_root, load_covers
 from genreclf.data.images import BadImageError
 from genreclf.rf import features as F
 
-ROOT = Path(__file__).resolve().parents[1]
 GENRES = ["HipHop", "Rock", "Pop", "Electronic"]
 
 

@@ -1,14 +1,11 @@
 """Config precedence, YAML validation, and MLproject kept in sync with the code."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from helpers import ROOT
 
 from genreclf import config as C
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mlproject_is_generated_from_the_code():

@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import OUTPUT, isolated_store
 from mlflow.exceptions import MlflowException
 
 from genreclf import RF_MODEL_NAME
@@ -19,11 +20,11 @@ from genreclf import config as C
 from genreclf.config import ConfigError, RFConfig
 from genreclf.data import images
 from genreclf.data.covers import load_covers
+from genreclf.entrypoints import features as features_entry
+from genreclf.entrypoints import train_rf
 from genreclf.rf import forest as baseline
 from genreclf.tracking import registry
 
-ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "test-output"
 DATA = {"data": "synthetic:30", "cache_size": 64, "experiment": "rf-test"}
 
 
@@ -35,18 +36,8 @@ def resolved_for(**explicit) -> C.Resolved:
 def trained(tmp_path_factory, session_store):
     """One train_rf run through the Python API, in its own store (like the `workdir` fixture)."""
     tmp = tmp_path_factory.mktemp("rf")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-        mp.setenv("GENRECLF_CACHE", str(session_store / "cache"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
-        for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-            # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID; setenv first so teardown removes it again
-            mp.setenv(var, "")
-            mp.delenv(var)
-        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-        result = baseline.train_main(resolved_for(n_estimators=150))
+    with isolated_store(tmp, session_store / "cache"):
+        result = train_rf.main(resolved_for(n_estimators=150))
         covers = load_covers(C.DataConfig(**DATA), progress=False)
         yield {"result": result, "run": mlflow.MlflowClient().get_run(result["run_id"]), "covers": covers,
                "tmp": tmp, "uri": os.environ["MLFLOW_TRACKING_URI"]}
@@ -146,7 +137,7 @@ def test_corrupt_or_non_image_row_is_named(trained):
 def test_register_false_logs_but_does_not_register(trained):
     client = mlflow.MlflowClient()  # the store of `trained` (its environment is active for the module)
     before = len(client.search_model_versions(f"name='{RF_MODEL_NAME}'"))
-    result = baseline.train_main(resolved_for(n_estimators=20, max_depth=5, register="false"))
+    result = train_rf.main(resolved_for(n_estimators=20, max_depth=5, register="false"))
     assert result["model_version"] is None and result["model_uri"]
     assert len(client.search_model_versions(f"name='{RF_MODEL_NAME}'")) == before
     assert client.get_run(result["run_id"]).data.tags["mlflow.runName"] == "rf-n20-d5"
@@ -155,7 +146,7 @@ def test_register_false_logs_but_does_not_register(trained):
 
 
 def test_features_entry_point_logs_table_and_plots(trained):
-    result = baseline.features_main(C.Resolved("features", C.resolve(None, DATA, "data")))
+    result = features_entry.main(C.Resolved("features", C.resolve(None, DATA, "data")))
     run_id, covers = result["run_id"], trained["covers"]
     run = mlflow.MlflowClient().get_run(run_id)
     assert run.data.tags["entry_point"] == "features" and result["n_covers"] == len(covers)
@@ -190,29 +181,3 @@ def test_fast_macro_f1_equals_sklearn():
 def test_bad_forest_parameters_are_named(field, value, message):
     with pytest.raises(ConfigError, match=message):
         baseline.make_rf(RFConfig(**{field: value}))
-
-
-@pytest.mark.slow
-def test_mlflow_run_train_rf_entry_point(tmp_path, session_store):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GENRECLF_CACHE": str(session_store / "cache"),
-           "HF_HUB_OFFLINE": "1", "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        env.pop(var, None)  # set by earlier in-process runs (mlflow.set_experiment exports the id)
-    # experiments made up front, so no artifact lands in ./mlruns of the repo the project runs from
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
-    for name in ("rf-project", "album-genre"):
-        client.create_experiment(name, artifact_location=(tmp_path / "artifacts" / name).as_uri())
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", "train_rf", "-P", "data=synthetic:30",
-           "-P", "cache_size=64", "-P", "n_estimators=100", "--env-manager", "local", "--experiment-name", "rf-project"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    exp = client.get_experiment_by_name("rf-project")
-    (run,) = client.search_runs([exp.experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["model_family"] == "rf"
-    assert run.data.params["n_estimators"] == "100" and run.data.metrics["test_accuracy"] >= 0.6
-    (version,) = client.search_model_versions(f"name='{RF_MODEL_NAME}'")
-    assert version.run_id == run.info.run_id
-    assert client.get_model_version_by_alias(RF_MODEL_NAME, "challenger").version == version.version

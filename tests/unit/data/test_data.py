@@ -1,6 +1,7 @@
 """The data layer on data the tests make: every source, odd image files, dedup, split, cache."""
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -11,7 +12,7 @@ from genreclf.config import DataConfig
 from genreclf.data import synthetic
 from genreclf.data.covers import load_covers, phash64
 from genreclf.data.images import BadImageError, decode_rgb, encode
-from genreclf.data.sources import DataError
+from genreclf.data.sources import HF_GENRES, DataError
 
 GENRES4 = ["Electronic", "HipHop", "Pop", "Rock"]
 
@@ -39,8 +40,19 @@ def test_synthetic_is_deterministic_and_genre_dependent():
     a, b = synthetic.make_cover("Rock", 3), synthetic.make_cover("Rock", 3)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, synthetic.make_cover("Rock", 4))
-    hue_gap = abs(synthetic.genre_style("Rock")["hue"] - synthetic.genre_style("Pop")["hue"])
-    assert hue_gap > 0.01 or synthetic.genre_style("Rock") != synthetic.genre_style("Pop")
+    # every pair of the 20 dataset genres differs clearly in at least one style parameter (>= 10% of
+    # its range), so synthetic covers of any two genres are told apart by something
+    styles = {g: synthetic.genre_style(g) for g in HF_GENRES}
+    assert synthetic.genre_style("rock") == styles["Rock"]  # names are case-insensitive
+    span = {"hue": 1.0, "sat": 0.75, "val": 0.65, "strokes": 28, "grain": 30.0, "face_p": 0.9, "circles": 1.0,
+            "contrast": 0.7}
+    gaps = {(a, b): max(abs(styles[a][k] - styles[b][k]) / span[k] for k in span)
+            for a, b in itertools.combinations(HF_GENRES, 2)}
+    assert min(gaps.values()) >= 0.1, min(gaps, key=gaps.get)
+    # and the covers themselves differ: mean colour of 4 covers per genre, 20+ grey levels apart
+    mean = {g: np.mean([synthetic.make_cover(g, i).reshape(-1, 3).mean(0) for i in range(4)], axis=0)
+            for g in ("Rock", "Pop", "HipHop", "Electronic")}
+    assert all(np.abs(mean[a] - mean[b]).max() > 20 for a, b in itertools.combinations(mean, 2))
 
 
 def test_synthetic_source_split_is_stratified_and_deterministic(workdir):

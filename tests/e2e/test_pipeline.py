@@ -4,7 +4,6 @@ models have a champion that is the better of their versions."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MLFLOW_RUN_ENV, isolated_store
+from helpers import BIN, ROOT, isolated_store, subprocess_env
 
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf import config as C
+from genreclf.tracking import project, registry
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 EXPERIMENT = "pipeline-test"
 DATA = {"data": "synthetic:12", "cache_size": 64}
 PARAMS = {**DATA, "image_size": 64, "pretrained": "false", "epochs": 2, "batch_size": 16, "patience": 0,
@@ -44,15 +42,14 @@ def _mlflow_run(store: Path, env: dict) -> float:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, session_store):
     """Run `main` twice; between the runs register a weak RF challenger (a stump) by hand."""
-    from genreclf.rf import forest as baseline
+    from genreclf.entrypoints import train_rf
     from genreclf.tracking import runs as tracking
     store = tmp_path_factory.mktemp("pipeline")
     with isolated_store(store, session_store / "cache", CUDA_VISIBLE_DEVICES="") as env:
         import mlflow
-        full_env = {**{k: v for k, v in os.environ.items() if k not in MLFLOW_RUN_ENV}, **env,
-                    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        full_env = subprocess_env(env["MLFLOW_TRACKING_URI"], session_store / "cache", CUDA_VISIBLE_DEVICES="")
         first = _mlflow_run(store, full_env)
-        weak = baseline.train_main(C.Resolved("train_rf", C.resolve(
+        weak = train_rf.main(C.Resolved("train_rf", C.resolve(
             None, {**DATA, "experiment": EXPERIMENT, "n_estimators": 1, "max_depth": 1}, "data", "rf")))
         while mlflow.active_run():
             mlflow.end_run()
@@ -72,7 +69,7 @@ def test_main_runs_each_step_as_a_child_run(study):
     tracking, (first, _) = study["tracking"], study["parents"]
     assert first.info.status == "FINISHED"
     assert first.info.artifact_uri.startswith(str(study["store"]))  # nothing written into the repo
-    children = {r.data.tags["entry_point"]: r for r in tracking.child_runs(EXPERIMENT, first.info.run_id)}
+    children = {r.data.tags["entry_point"]: r for r in project.child_runs(EXPERIMENT, first.info.run_id)}
     assert sorted(children) == sorted(STEPS)
     for step, run in children.items():
         assert run.info.status == "FINISHED", step
@@ -95,30 +92,30 @@ def test_second_main_reuses_finished_steps_and_is_much_faster(study):
     assert not b["promote"]["reused"] and b["promote"]["run_id"] != a["promote"]["run_id"]  # always re-run
     assert second.data.tags["steps_reused"] == "features,train_rf,train_cnn"
     # only promote is a child of the second parent
-    assert [r.data.tags["entry_point"] for r in tracking.child_runs(EXPERIMENT, second.info.run_id)] == ["promote"]
+    assert [r.data.tags["entry_point"] for r in project.child_runs(EXPERIMENT, second.info.run_id)] == ["promote"]
     print(f"main: first run {t1:.1f}s, second run {t2:.1f}s")
     assert t2 < 0.6 * t1, (t1, t2)
 
 
 def test_champions_exist_and_are_the_better_versions(study):
     tracking = study["tracking"]
-    rf = tracking.registered_aliases(RF_MODEL_NAME)
+    rf = registry.registered_aliases(RF_MODEL_NAME)
     # the stump registered between the runs was the challenger; the second promote kept the forest
     assert rf["challenger"] == study["weak_rf"]
     scores = {str(mv.version): float(mv.tags["test_macro_f1"])
               for mv in tracking.client().search_model_versions(f"name='{RF_MODEL_NAME}'")}
     assert len(scores) == 2 and scores[rf["champion"]] == max(scores.values()), (rf, scores)
     assert scores[rf["champion"]] > scores[study["weak_rf"]]
-    weak_tags = tracking.model_version(RF_MODEL_NAME, study["weak_rf"]).tags
+    weak_tags = registry.model_version(RF_MODEL_NAME, study["weak_rf"]).tags
     assert weak_tags["promotion_decision"] == "rejected" and weak_tags["compared_with"] == rf["champion"]
-    cnn = tracking.registered_aliases(CNN_MODEL_NAME)
+    cnn = registry.registered_aliases(CNN_MODEL_NAME)
     assert cnn["champion"] == cnn["challenger"] == "1"
     # every registered version says where it came from
     provenance = {"val_macro_f1", "test_macro_f1", "test_accuracy", "data_digest", "genres", "git_commit"}
     for name, version in ((RF_MODEL_NAME, rf["champion"]), (CNN_MODEL_NAME, "1")):
-        tags = tracking.model_version(name, version).tags
+        tags = registry.model_version(name, version).tags
         assert provenance <= set(tags) and any(k.startswith("source_run") for k in tags), (name, tags)
-    assert tracking.model_version(CNN_MODEL_NAME, "1").tags["backbone"] == "resnet18"
+    assert registry.model_version(CNN_MODEL_NAME, "1").tags["backbone"] == "resnet18"
     promote = tracking.get_run(_steps(tracking, study["parents"][1])["promote"]["run_id"])
     assert promote.data.tags["promotion_decision.rf"] == "rejected"
     assert promote.data.tags["promotion_decision.cnn"] == "kept"

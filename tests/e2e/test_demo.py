@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
-from conftest import OUTPUT, ROOT
+from helpers import OUTPUT, ROOT, free_port
 
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import CNNConfig, DataConfig, Resolved, RFConfig, ServeConfig
 from genreclf.data.images import encode
 from genreclf.data.synthetic import make_cover
 from genreclf.entrypoints import demo
+from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,23 +31,16 @@ DATA = DataConfig(data="synthetic:12", cache_size=64)
 TIMEOUT_MS = 60_000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_champions(data: DataConfig) -> dict[str, str]:
     """Train tiny real models through their entry points; point @champion at the new versions."""
-    from genreclf.entrypoints import train_cnn
-    from genreclf.rf import forest as baseline
-    baseline.train_main(Resolved("train_rf", {"data": data, "rf": RFConfig(n_estimators=30, n_jobs=1)}))
+    from genreclf.entrypoints import train_cnn, train_rf
+    train_rf.main(Resolved("train_rf", {"data": data, "rf": RFConfig(n_estimators=30, n_jobs=1)}))
     train_cnn.main(Resolved("train_cnn", {"data": data, "cnn": CNNConfig(
         pretrained=False, epochs=1, image_size=64, batch_size=16, device="cpu", workers=0, patience=0,
         warmup_epochs=0, tta=False, gradcam_per_genre=1)}))
-    versions = {name: tracking.registered_aliases(name)["challenger"] for name in (RF_MODEL_NAME, CNN_MODEL_NAME)}
+    versions = {name: registry.registered_aliases(name)["challenger"] for name in (RF_MODEL_NAME, CNN_MODEL_NAME)}
     for name, version in versions.items():
-        tracking.set_alias(name, "champion", version)
+        registry.set_alias(name, "champion", version)
     return versions
 
 

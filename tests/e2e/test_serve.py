@@ -6,16 +6,13 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import MLFLOW_RUN_ENV, isolated_store
+from helpers import BIN, free_port, isolated_store, subprocess_env
 
 from genreclf import RF_MODEL_NAME
 from genreclf import config as C
@@ -24,15 +21,8 @@ from genreclf.data.synthetic import make_cover
 from genreclf.serving.payloads import payload
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 GENRES = ["HipHop", "Rock", "Pop", "Electronic"]
 DATA = {"data": "synthetic:12", "cache_size": 64}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body) -> tuple[int, dict]:
@@ -48,23 +38,21 @@ def _post(url: str, body) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def champion_store(tmp_path_factory, session_store):
     """A store where the RF trained on tiny synthetic covers is registered and promoted to champion."""
-    from genreclf.rf import forest as baseline
-    from genreclf.tracking import registry
+    from genreclf.entrypoints import promote, train_rf
     root = tmp_path_factory.mktemp("serve")
     with isolated_store(root, session_store / "cache") as env:
-        rf = baseline.train_main(C.Resolved("train_rf", C.resolve(None, {**DATA, "n_estimators": 40}, "data", "rf")))
-        decision = registry.promote_main(C.Resolved("promote", C.resolve(
+        rf = train_rf.main(C.Resolved("train_rf", C.resolve(None, {**DATA, "n_estimators": 40}, "data", "rf")))
+        decision = promote.main(C.Resolved("promote", C.resolve(
             None, {**DATA, "model_name": RF_MODEL_NAME}, "data", "promote")))
     assert decision[RF_MODEL_NAME]["decision"] == "promoted"
-    clean = {k: v for k, v in os.environ.items() if k not in MLFLOW_RUN_ENV}
-    return {"root": root, "env": {**clean, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    return {"root": root, "env": subprocess_env(env["MLFLOW_TRACKING_URI"], session_store / "cache"),
             "version": rf["model_version"]}
 
 
 @pytest.fixture(scope="module")
 def server(champion_store):
     """`mlflow models serve -m models:/album-genre-rf@champion` on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     log = open(champion_store["root"] / "serve.log", "w")
     proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{RF_MODEL_NAME}@champion",
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],

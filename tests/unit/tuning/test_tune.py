@@ -14,7 +14,6 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,13 +21,12 @@ import mlflow
 import numpy as np
 import optuna
 import pytest
+from helpers import BIN, ROOT
 
 from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import CNNConfig, ConfigError, DataConfig, Resolved, RFConfig, TuneConfig
 from genreclf.data.covers import load_covers
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 DATA = {"data": "synthetic:20", "cache_size": 64}
 FAST_RF_SPACE = """
 n_estimators: {type: int, low: 10, high: 40, step: 10}
