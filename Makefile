@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run    - create .venv if needed, then run the whole pipeline (MLproject entry point `main`)
-#   make test   - create .venv if needed, then run the test suite
+#   make test   - create .venv if needed, then the static checks (make check) and the test suite
+#   make check  - ruff (lint + import order), mypy (types), lint-imports (layer/dependency contracts)
 # CONFIG picks experiments/<CONFIG>.yaml; quickstart runs offline on synthetic covers.
 PY       ?= python3
 VENV     ?= .venv
@@ -8,7 +9,7 @@ CONFIG   ?= quickstart
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: run test venv browser clean
+.PHONY: run test check venv browser clean
 
 venv: $(STAMP)
 
@@ -29,7 +30,12 @@ run: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow run . --env-manager local --experiment-name album-genre \
 	  -P config=experiments/$(CONFIG).yaml
 
-test: $(STAMP) browser
+check: $(STAMP)
+	$(BIN)/ruff check genreclf tests tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check browser
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 clean:
