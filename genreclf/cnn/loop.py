@@ -41,7 +41,7 @@ class TrainState:
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     criterion: nn.Module
     steps_per_epoch: int
-    epoch: int = 0                                    # the next epoch to run
+    epoch: int = -1                                   # the last finished epoch (-1: none yet)
     best_weights: dict[str, torch.Tensor] | None = None
     progress: dict[str, Any] = field(default_factory=lambda: {
         "best_f1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [], "stopped": False})

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from genreclf.data.covers import cache_root
 from genreclf.data.images import as_rgb, decode_rgb
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,6 @@ def extract_many(items, progress: bool = True, workers: int | None = None, chunk
 
 def features_for(covers, progress: bool = True) -> pd.DataFrame:
     """The feature table of a CoverSet (rows in cover order, index sample_id), cached on disk."""
-    from genreclf.data.covers import cache_root
     path = cache_root() / f"features-v{FEATURE_VERSION}-w{WORK}-{covers.digest[:24]}.parquet"
     if path.exists():
         table = pd.read_parquet(path)
