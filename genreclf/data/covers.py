@@ -23,6 +23,7 @@ from scipy.fft import dctn
 from tqdm.auto import tqdm
 
 from genreclf.config import DataConfig
+from genreclf.data.dedup import near_duplicates
 from genreclf.data.images import BadImageError, decode_rgb
 from genreclf.data.sources import DataError, open_source, select_genres
 
@@ -149,29 +150,17 @@ def phash64(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
-
-
 def _dedupe(idx: np.ndarray, phash: np.ndarray, labels: np.ndarray, max_dist: int):
-    """Keep the first cover (source order) of each group of near-duplicates."""
-    h = phash[idx]
-    drop = np.zeros(len(idx), dtype=bool)
-    within = across = 0
-    for i in range(len(idx)):
-        if drop[i]:
-            continue
-        near = np.flatnonzero(_popcount(h[i + 1:] ^ h[i]) <= max_dist) + i + 1
-        near = near[~drop[near]]
-        drop[near] = True
-        same = labels[idx[near]] == labels[idx[i]]
-        within += int(same.sum())
-        across += int((~same).sum())
+    """Keep the first cover (source order) of each group of near-duplicates (:mod:`genreclf.data.dedup`)."""
+    parent = near_duplicates(phash[idx], max_dist)
+    dropped = np.flatnonzero(parent >= 0)
+    across = int((labels[idx[dropped]] != labels[idx[parent[dropped]]]).sum())
+    within = len(dropped) - across
     stats = {"duplicates_dropped": within + across, "duplicates_within_genre": within,
              "duplicates_across_genres": across}
     if within + across:
         log.info("dropped %d near-duplicate covers (%d filed under another genre)", within + across, across)
-    return idx[~drop], stats
+    return idx[parent < 0], stats
 
 
 def _order_key(content: str, seed: int) -> str:
