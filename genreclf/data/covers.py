@@ -6,10 +6,16 @@
      trials never decode again); undecodable files are skipped and counted;
   3. drop near-duplicate covers (perceptual hash), also across genres, before splitting;
   4. cap per genre, then a deterministic stratified split keyed on the covers' content.
+
+Memory does not grow with the covers' pixels: encoded covers are streamed into the decode cache a
+chunk at a time (held from the first read only while they fit in ``HOLD_BYTES``, else read again),
+de-duplication is sub-quadratic (:mod:`genreclf.data.dedup`), and ``CoverSet.images`` is memory-mapped
+from the cache. What stays in memory per cover is its metadata: id, label, sha1 and hash.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -30,6 +36,8 @@ from genreclf.data.sources import DataError, open_source, select_genres
 log = logging.getLogger(__name__)
 DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused
 SPLITS = ("train", "val", "test")
+HOLD_BYTES = 64 << 20  # encoded covers held from the first read; a larger source is read twice instead
+DECODE_CHUNK = 256     # covers decoded (and hashed, written) at a time
 
 
 def cache_root() -> Path:
@@ -64,18 +72,12 @@ class CoverSet:
 def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     source = open_source(cfg.data, cfg.seed)
     genres = select_genres(cfg.genres, source.genres)
-    ids, labels, blobs = [], [], []
-    for raw in tqdm(source.records(genres), desc=f"reading {cfg.data}", disable=not progress, leave=False):
-        ids.append(raw.sample_id)
-        labels.append(genres.index(raw.genre))
-        blobs.append(raw.data)
-    if not ids:
-        raise DataError(f"data={cfg.data!r} has no covers for genres {genres}")
-    content = np.array([hashlib.sha1(b).hexdigest() for b in blobs])
+    ids, labels, content, held = _scan(source, genres, cfg.data, progress)
     raw_digest = _digest(DECODE_VERSION, cfg.cache_size, list(ids), labels, list(content), genres)
+    blobs = (lambda: held) if held is not None else (lambda: _reread(source, genres, content, cfg.data))
     images, phash, ok = _decoded(raw_digest, blobs, ids, cfg.cache_size, progress)
-    del blobs
-    ids, labels, content = np.array(ids), np.array(labels, dtype=np.int64), content
+    del held
+    ids, labels, content = np.array(ids), np.array(labels, dtype=np.int64), np.array(content)
     skipped = [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
                for i, r in enumerate(ok) if r]
     keep = np.array([not r for r in ok])
@@ -93,45 +95,99 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     digest = _digest(raw_digest, list(ids[idx]), list(split), cfg.seed, cfg.val_frac, cfg.test_frac)
     log.info("covers: read %d, skipped %d, duplicates dropped %d, kept %d", report["read"],
              report["skipped"], report["duplicates_dropped"], report["kept"])
-    return CoverSet(images=_take(images, idx),
+    return CoverSet(images=_kept(images, idx, digest),
                     labels=labels[idx], ids=ids[idx], content=content[idx], split=split,
                     genres=genres, source=cfg.data, digest=digest, report=report)
 
 
-def _take(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Gather rows of a memory-mapped array in chunks (peak memory: the output array)."""
-    out = np.empty((len(idx),) + arr.shape[1:], dtype=arr.dtype)
-    for s in range(0, len(idx), 1024):
-        out[s:s + 1024] = arr[idx[s:s + 1024]]
-    return out
+def _scan(source, genres: list[str], data: str, progress: bool):
+    """ids, labels and sha1 of every record; the encoded bytes too while they fit in HOLD_BYTES."""
+    ids, labels, content, held, size = [], [], [], [], 0
+    for raw in tqdm(source.records(genres), desc=f"reading {data}", disable=not progress, leave=False):
+        ids.append(raw.sample_id)
+        labels.append(genres.index(raw.genre))
+        content.append(hashlib.sha1(raw.data).hexdigest())
+        if held is not None:
+            size += len(raw.data)
+            held.append(raw.data)
+            if size > HOLD_BYTES:  # a large source: read it again when decoding instead of holding it
+                held = None
+    if not ids:
+        raise DataError(f"data={data!r} has no covers for genres {genres}")
+    return ids, labels, content, held
+
+
+def _reread(source, genres: list[str], content: list[str], data: str):
+    """The encoded covers again, in the same order, checking they are the bytes that were digested."""
+    n = 0
+    for n, raw in enumerate(source.records(genres), 1):
+        if n > len(content) or hashlib.sha1(raw.data).hexdigest() != content[n - 1]:
+            raise DataError(f"data={data!r} changed while it was being read ({raw.sample_id}); run again")
+        yield raw.data
+    if n != len(content):
+        raise DataError(f"data={data!r} changed while it was being read ({n} covers, then {len(content)})")
+
+
+def _kept(images: np.ndarray, idx: np.ndarray, digest: str) -> np.ndarray:
+    """The kept rows of the decoded cache, memory-mapped: the cache itself, or a copy of the subset
+    written in chunks (peak memory: one chunk, whatever N)."""
+    if len(idx) == len(images) and np.array_equal(idx, np.arange(len(images))):
+        return images
+    path = cache_root() / f"kept-{digest[:20]}.npy"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            _write_header(f, (len(idx),) + images.shape[1:])
+            for s in range(0, len(idx), DECODE_CHUNK):
+                f.write(np.ascontiguousarray(images[idx[s:s + DECODE_CHUNK]]).tobytes())
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+def _write_header(f, shape: tuple) -> None:
+    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                             "fortran_order": False, "shape": shape})
 
 
 def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
-def _decoded(digest: str, blobs: list[bytes], ids: list[str], size: int, progress: bool):
-    """Decoded covers + perceptual hashes + per-file skip reasons, from the cache when possible."""
+def _decoded(digest: str, blobs, ids: list[str], size: int, progress: bool):
+    """Decoded covers + perceptual hashes + per-file skip reasons, from the cache when possible.
+
+    ``blobs()`` yields the encoded covers; they are decoded and appended to the cache file a chunk
+    at a time, so memory holds one chunk of covers, never all of them."""
     base = cache_root() / f"covers-{digest[:20]}"
     npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
     if npy.exists() and meta.exists():
         info = json.loads(meta.read_text())
         log.info("decoded covers from cache %s", npy)
         return np.load(npy, mmap_mode="r"), np.array(info["phash"], dtype=np.uint64), info["skipped"]
-    images = np.zeros((len(blobs), size, size, 3), dtype=np.uint8)
-    reasons = [""] * len(blobs)
+    reasons, hashes = [""] * len(ids), []
 
-    def work(i):
+    def work(item):
+        i, blob = item
         try:
-            images[i] = decode_rgb(blobs[i], size, name=str(ids[i]))
+            return decode_rgb(blob, size, name=str(ids[i]))
         except BadImageError as exc:
             reasons[i] = str(exc)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
-        list(tqdm(pool.map(work, range(len(blobs))), total=len(blobs), desc="decoding covers",
-                  disable=not progress, leave=False))
-    phash = phash64(images)
-    tmp = npy.with_suffix(".tmp.npy")
-    np.save(tmp, images)
+            return np.zeros((size, size, 3), dtype=np.uint8)
+    tmp = npy.with_suffix(f".{os.getpid()}.tmp")
+    bar = tqdm(total=len(ids), desc="decoding covers", disable=not progress, leave=False)
+    try:
+        with open(tmp, "wb") as f, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, bar:
+            _write_header(f, (len(ids), size, size, 3))
+            stream = enumerate(blobs())
+            while chunk := list(itertools.islice(stream, DECODE_CHUNK)):
+                images = np.stack(list(pool.map(work, chunk)))  # PIL decodes without the GIL
+                hashes.append(phash64(images))
+                f.write(images.tobytes())
+                bar.update(len(chunk))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    phash = np.concatenate(hashes)
     os.replace(tmp, npy)  # atomic: a killed run never leaves a half-written cache behind
     meta.write_text(json.dumps({"phash": [int(h) for h in phash], "skipped": reasons, "size": size}))
     return np.load(npy, mmap_mode="r"), phash, reasons
