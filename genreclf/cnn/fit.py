@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from genreclf.cnn import backbones, checkpoints, embeddings
+from genreclf.cnn import backbones, checkpoints, distributed, embeddings
 from genreclf.cnn.transforms import create_transform, normalize, to_chw
 from genreclf.config import CNNConfig
 from genreclf.errors import UserError
@@ -88,9 +88,11 @@ def image_loader(dataset: Dataset, cfg: CNNConfig, device: torch.device, trainin
                  generator: torch.Generator | None = None) -> DataLoader:
     # CPU: augmenting in the main process beats worker processes competing with the math for 2-8 cores
     workers = cfg.workers if cfg.workers >= 0 else (min(8, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=training, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
-                      drop_last=training and len(dataset) > cfg.batch_size)
+    sampler = distributed.train_sampler(dataset, generator) if training else None  # torchrun: this rank's shard
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=training and sampler is None, sampler=sampler,
+                      generator=generator, num_workers=workers, pin_memory=device.type == "cuda",
+                      prefetch_factor=4 if workers else None,
+                      drop_last=training and len(sampler or dataset) > cfg.batch_size)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -128,6 +130,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer, lr_schedule
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)  # all ranks' batches
     return {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": correct.item() / max(seen, 1),
             "images_per_s": seen / seconds, "train_time_s": seconds}
 
@@ -176,7 +179,7 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
     ``use_embeddings`` (default: on CPU) trains the head on cached embeddings while the backbone is frozen.
     """
     check_config(cfg)
-    device = pick_device(cfg.device)
+    device = distributed.local_device(pick_device(cfg.device))
     autocast, scaler = precision(device)
     channels_last = device.type == "cuda"
     if cfg.image_size > covers.images.shape[1]:
@@ -192,8 +195,9 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
     tr, va = covers.indices("train"), covers.indices("val")
     train_ds = CoverDataset(covers.images, covers.labels, tr,
                             create_transform(cfg.image_size, True, cfg.trivial_augment, cfg.aug_scale_min))
-    val_ds = CoverDataset(covers.images, covers.labels, va, create_transform(cfg.image_size, False))
-    steps = len(train_ds) // cfg.batch_size if len(train_ds) > cfg.batch_size else 1
+    val_ds = CoverDataset(covers.images, covers.labels, distributed.shard(va), create_transform(cfg.image_size, False))
+    n_train = distributed.shard_len(len(train_ds))  # per process under torchrun
+    steps = n_train // cfg.batch_size if n_train > cfg.batch_size else 1
     steps = min(steps, cfg.max_steps_per_epoch or steps)
     optimizer = torch.optim.AdamW(backbones.param_groups(model, cfg.backbone, cfg.lr, cfg.weight_decay,
                                                          cfg.backbone_lr_mult), lr=cfg.lr)
@@ -220,21 +224,23 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
             probe = cfg.freeze == "backbone" or epoch < cfg.lp_epochs
             frozen = backbones.freeze(model, cfg.backbone, "backbone" if probe else cfg.freeze)
             g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation and dropout of this epoch
+            torch.manual_seed(cfg.seed * 100_003 + epoch + 7_919 * distributed.rank())  # augmentation, dropout
             if probe and use_embeddings:  # the head alone, on backbone features computed once
                 if feats is None:
                     feats = embeddings.cached(model, cfg.backbone, covers.images[np.concatenate([tr, va])],
                                               cfg.image_size, f"{covers.digest}|{len(tr)}", device, autocast, progress)
                 net, prepare, views = head, (lambda x: x), embeddings.views(cfg.tta)
                 train_dl = embeddings.loader(feats[:len(tr)], covers.labels[tr], cfg.batch_size, True, g)
-                val_dl = embeddings.loader(feats[len(tr):], covers.labels[va], 256, False)
+                val_dl = embeddings.loader(distributed.shard(feats[len(tr):]), distributed.shard(covers.labels[va]),
+                                           256, False)
             else:  # the whole net on augmented covers (frozen parts stay in eval mode)
                 net, prepare, views = model, (lambda x: normalize(x, channels_last)), image_views(cfg.tta)
                 train_dl, val_dl = image_loader(train_ds, cfg, device, True, g), image_loader(val_ds, cfg, device, False)
             backbones.train_mode(net, frozen if net is model else [])
-            metrics = train_one_epoch(net, train_dl, optimizer, lr_scheduler, criterion, device, autocast, scaler,
+            metrics = train_one_epoch(distributed.wrap(net, device), train_dl, optimizer, lr_scheduler, criterion, device, autocast, scaler,
                                       prepare, steps, desc=f"epoch {epoch}" + (" (head)" if net is head else ""))
-            proba, y, val_loss = evaluate(net, val_dl, device, autocast, prepare, views)
+            distributed.sync_buffers(net)
+            proba, y, val_loss = distributed.gather(*evaluate(net, val_dl, device, autocast, prepare, views))
             val = classification_metrics(y, proba, covers.genres, "val")
             metrics.update(val_loss=val_loss, val_accuracy=val["val_accuracy"], val_macro_f1=val["val_macro_f1"],
                            lr=optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - start)

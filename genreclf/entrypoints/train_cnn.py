@@ -4,6 +4,10 @@ and the registered pyfunc ``album-genre-cnn`` (alias challenger).
 
 ``resume=<run id>`` continues that very run from its last checkpoint, with the configuration the
 run logged (``config.yaml``) - only ``device`` and ``workers`` may change on resume.
+
+Under ``torchrun --nproc-per-node N -m genreclf.cli train_cnn ...`` every process trains its shard
+(:mod:`genreclf.cnn.distributed`); rank 0 alone creates the run, logs, checkpoints, evaluates and
+registers - the others (``_follow``) only train. A resume must use the same number of processes.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import yaml
 from matplotlib.ticker import MaxNLocator
 
 from genreclf import metrics as evaluation
-from genreclf.cnn import backbones, checkpoints, gradcam
+from genreclf.cnn import backbones, checkpoints, distributed, gradcam
 from genreclf.cnn import fit as cnn
 from genreclf.cnn.model import log_model
 from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
@@ -75,8 +79,32 @@ def curves_figure(history: list[dict], best_epoch: int, title: str):
 
 
 def main(resolved: Resolved) -> dict:
+    distributed.init(resolved.sections["cnn"].device)  # no-op unless launched by torchrun
+    try:
+        return _lead(resolved) if distributed.is_main() else _follow(resolved)
+    finally:
+        distributed.shutdown()
+
+
+def _follow(resolved: Resolved) -> dict:
+    """Ranks > 0 under torchrun: the same covers and training as rank 0, nothing written to MLflow."""
     data_cfg, cfg = resolved.sections["data"], resolved.sections["cnn"]
-    tracking.configure(data_cfg.experiment)
+    with distributed.main_first():
+        tracking.configure(data_cfg.experiment)
+    resume = None
+    if cfg.resume:
+        resolved, resume = _resumed(resolved)
+        data_cfg, cfg = resolved.sections["data"], resolved.sections["cnn"]
+    with distributed.main_first():
+        covers = load_covers(data_cfg, progress=False)
+    cnn.fit(covers, cfg, resume=resume, log=False, progress=False)
+    return {}
+
+
+def _lead(resolved: Resolved) -> dict:
+    data_cfg, cfg = resolved.sections["data"], resolved.sections["cnn"]
+    with distributed.main_first():
+        tracking.configure(data_cfg.experiment)
     resume = None
     if cfg.resume:
         resolved, resume = _resumed(resolved)
@@ -85,13 +113,19 @@ def main(resolved: Resolved) -> dict:
     cnn.check_config(cfg)
     if cfg.pretrained and not cfg.weights_path:
         backbones.ensure_weights(cfg.backbone)  # offline without the file: say so before any work
-    covers = load_covers(data_cfg)
+    with distributed.main_first():
+        covers = load_covers(data_cfg)
     if resume is not None and tracking.get_run(cfg.resume).data.tags.get("data_digest") != covers.digest[:20]:
         raise checkpoints.ResumeError(f"resume={cfg.resume}: the covers changed since the run started "
                                       f"(data digest {covers.digest[:20]} differs); start a new run")
+    processes = str(distributed.world_size())
+    if resume is not None and tracking.get_run(cfg.resume).data.tags.get("processes", "1") != processes:
+        raise checkpoints.ResumeError(f"resume={cfg.resume}: the run trained with "
+                                      f"{tracking.get_run(cfg.resume).data.tags.get('processes', '1')} process(es), "
+                                      f"now {processes}; resume with the same torchrun --nproc-per-node")
     name = run_name(cfg)
     with tracking.start_run(name, "train_cnn", "cnn", run_id=cfg.resume or None, system_metrics=True,
-                            tags={"backbone": cfg.backbone}) as run_id:
+                            tags={"backbone": cfg.backbone, "processes": processes}) as run_id:
         if resume is None:
             tracking.log_config(resolved)
             tracking.log_new_params(as_flat_dict(data_cfg, cfg))
