@@ -142,4 +142,4 @@ def gather(proba: np.ndarray, y: np.ndarray, loss: float) -> tuple[np.ndarray, n
     out_p, out_y = np.empty((n,) + proba.shape[1:], dtype=proba.dtype), np.empty(n, dtype=y.dtype)
     for r, (p, t, _) in enumerate(parts):
         out_p[r::len(parts)], out_y[r::len(parts)] = p, t
-    return out_p, out_y, sum(l * len(t) for _, t, l in parts) / max(n, 1)
+    return out_p, out_y, sum(loss_r * len(t) for _, t, loss_r in parts) / max(n, 1)

@@ -237,8 +237,9 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
                 net, prepare, views = model, (lambda x: normalize(x, channels_last)), image_views(cfg.tta)
                 train_dl, val_dl = image_loader(train_ds, cfg, device, True, g), image_loader(val_ds, cfg, device, False)
             backbones.train_mode(net, frozen if net is model else [])
-            metrics = train_one_epoch(distributed.wrap(net, device), train_dl, optimizer, lr_scheduler, criterion, device, autocast, scaler,
-                                      prepare, steps, desc=f"epoch {epoch}" + (" (head)" if net is head else ""))
+            metrics = train_one_epoch(distributed.wrap(net, device), train_dl, optimizer, lr_scheduler, criterion,
+                                      device, autocast, scaler, prepare, steps,
+                                      desc=f"epoch {epoch}" + (" (head)" if net is head else ""))
             distributed.sync_buffers(net)
             proba, y, val_loss = distributed.gather(*evaluate(net, val_dl, device, autocast, prepare, views))
             val = classification_metrics(y, proba, covers.genres, "val")

@@ -36,7 +36,7 @@ from genreclf.data.sources import DataError, open_source, select_genres
 log = logging.getLogger(__name__)
 DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused
 SPLITS = ("train", "val", "test")
-HOLD_BYTES = 64 << 20  # encoded covers held from the first read; a larger source is read twice instead
+HOLD_BYTES = 16 << 20  # encoded covers held from the first read; a larger source is read twice instead
 DECODE_CHUNK = 256     # covers decoded (and hashed, written) at a time
 
 
@@ -76,7 +76,7 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     raw_digest = _digest(DECODE_VERSION, cfg.cache_size, list(ids), labels, list(content), genres)
     blobs = (lambda: held) if held is not None else (lambda: _reread(source, genres, content, cfg.data))
     images, phash, ok = _decoded(raw_digest, blobs, ids, cfg.cache_size, progress)
-    del held
+    held = blobs = None  # the encoded covers are not needed any more
     ids, labels, content = np.array(ids), np.array(labels, dtype=np.int64), np.array(content)
     skipped = [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
                for i, r in enumerate(ok) if r]

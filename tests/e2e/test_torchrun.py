@@ -20,7 +20,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from conftest import isolated_store
 
 TINY = dict(data="synthetic:12", genres="HipHop,Rock,Pop,Electronic", cache_size=32, image_size=32,
@@ -101,7 +100,8 @@ from genreclf.config import DataConfig
 from genreclf.data.covers import load_covers
 from genreclf.metrics import classification_metrics
 tiny = json.loads(sys.argv[1])
-covers = load_covers(DataConfig(data=tiny["data"], genres=tiny["genres"], cache_size=tiny["cache_size"]), progress=False)
+data = DataConfig(data=tiny["data"], genres=tiny["genres"], cache_size=tiny["cache_size"])
+covers = load_covers(data, progress=False)
 model = mlflow.pyfunc.load_model("models:/album-genre-cnn@challenger").unwrap_python_model()
 te = covers.indices("test")
 proba = model.predict_proba([covers.images[i] for i in te])
