@@ -21,7 +21,7 @@ import numpy as np
 
 BITS = 64
 MAX_CHUNKS = 8            # >= 8 bit chunks: smaller ones make every bucket huge
-PAIRS_PER_BLOCK = 1 << 22  # candidate pairs materialised at once (bounded memory)
+PAIRS_PER_BLOCK = 1 << 18  # candidate pairs materialised at once (bounded memory: ~10 MB of index arrays)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
