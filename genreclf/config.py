@@ -116,6 +116,8 @@ class BenchConfig:
     image_size: int = 128             # CNN input side: resnet18 at 128 px keeps the bench < 10 min on 2 cores
     batch_size: int = 32
     rest_requests: int = 64           # fixed number of REST requests of the bounded load
+    data_sizes: str = "2000,10000,50000"  # covers for the data-layer scaling figures (time, peak memory)
+    stages: str = "all"               # comma-separated subset of the stages (features,pipeline,...,datalayer)
 
 
 SECTIONS: dict[str, type] = {

@@ -1,8 +1,9 @@
 """The bench's measuring tools, its feature-extraction stage and its result table.
 
 The ``bench`` entry point (``genreclf.entrypoints.bench``) runs every stage in one MLflow run. Times
-are medians of ``repeats`` runs, and the contenders of a section alternate within each repeat, so a
-burst of load from elsewhere on the machine hits both sides alike.
+are medians of ``repeats`` runs; the contenders of a comparison run back to back in each repeat, in
+alternating order, and the table's ratio is the median of the per-repeat (paired) ratios, with their
+spread and a ``noisy`` flag (:mod:`genreclf.bench.ab`).
 
 Stages (the others live in :mod:`genreclf.bench.stages`):
   features - feature-extraction throughput (images/s, decode included) of genreclf's extractor
@@ -14,8 +15,6 @@ import dataclasses
 import logging
 import os
 import platform
-import statistics
-import time
 from types import SimpleNamespace
 from typing import Callable
 
@@ -27,6 +26,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from genreclf.bench import ab
 from genreclf.bench.reference import extract_reference
 from genreclf.config import DEFAULT_GENRES, BenchConfig, Resolved
 from genreclf.data import synthetic
@@ -37,21 +37,14 @@ from genreclf.tracking import runs as tracking
 log = logging.getLogger(__name__)
 
 
-def timed(fn) -> tuple[float, float]:
-    """Wall-clock and CPU seconds (this process and its threads, not worker processes) of fn()."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
-    """Median wall time (and all times) of each contender, alternating contenders within each repeat."""
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
-    for _ in range(max(1, repeats)):
-        for name, fn in contenders.items():
-            times[name].append(timed(fn))
-    return {name: {"median_s": statistics.median(w for w, _ in ts), "median_cpu_s": statistics.median(c for _, c in ts),
-                   "times_s": [w for w, _ in ts]} for name, ts in times.items()}
+    """Median wall time (and all times) of each contender, interleaved A/B repeats (``ab.interleaved``)."""
+    return {name: ab.summary(ts) for name, ts in ab.interleaved(contenders, repeats).items()}
+
+
+def paired(res: dict, numerator: str, denominator: str) -> dict:
+    """Median and spread of the per-repeat wall-time ratios numerator/denominator of a ``medians`` result."""
+    return ab.paired(res[numerator]["times_s"], res[denominator]["times_s"])
 
 
 def one_thread(fn, *args, **kwargs):
@@ -93,16 +86,19 @@ def bench_features(covers: list[bytes], repeats: int, workers: int | None = None
     res = medians({"reference": reference, "genreclf": fast, "genreclf_1core": serial}, repeats)
     n = len(covers)
     ips = {name: n / r["median_s"] for name, r in res.items()}
+    pairs = {"speedup": paired(res, "reference", "genreclf"),
+             "speedup_1core": paired(res, "reference", "genreclf_1core")}
     # CPU time per image hardly depends on what else the machine runs: the load-independent view
     cpu_ms = {name: 1000 * res[name]["median_cpu_s"] / n for name in ("reference", "genreclf_1core")}
     return {
         "metrics": {"covers": n, "workers": workers, "reference_ips": ips["reference"],
                     "ips": ips["genreclf"], "ips_1core": ips["genreclf_1core"],
-                    "speedup": ips["genreclf"] / ips["reference"],
-                    "speedup_1core": ips["genreclf_1core"] / ips["reference"],
+                    "speedup": pairs["speedup"]["ratio"], "speedup_1core": pairs["speedup_1core"]["ratio"],
+                    "speedup_rel_iqr": pairs["speedup"]["rel_iqr"],
+                    "speedup_1core_rel_iqr": pairs["speedup_1core"]["rel_iqr"],
                     "reference_cpu_ms": cpu_ms["reference"], "cpu_ms_1core": cpu_ms["genreclf_1core"],
                     "cpu_speedup": cpu_ms["reference"] / cpu_ms["genreclf_1core"]},
-        "raw": res,
+        "raw": res, "pairs": pairs,
     }
 
 
@@ -118,16 +114,18 @@ def features_section(resolved: Resolved) -> dict:
           f"  genreclf, {m['workers']} worker processes              {m['ips']:8.1f} images/s  ({m['speedup']:.1f}x)\n"
           f"  CPU time per image: reference {m['reference_cpu_ms']:.1f} ms, genreclf {m['cpu_ms_1core']:.1f} ms "
           f"({m['cpu_speedup']:.1f}x less)")
-    tracking.log_json(out["raw"], "bench/features_times.json")
-    return m
+    tracking.log_json({**out["raw"], "pairs": out["pairs"]}, "bench/features_times.json")
+    return {**m, "pairs": out["pairs"]}
 
 
 def features_stage(ctx) -> tuple[dict, list]:
     m = features_section(ctx["resolved"])
+    pairs = m.pop("pairs")
     rows = [("feature extraction", f"images/s, {m['covers']} JPEG 640px, decode included, {m['workers']} workers",
-             m["ips"], "reference (genreclf/reference.py)", m["reference_ips"], m["speedup"], ">= 20"),
+             m["ips"], "reference (genreclf/reference.py)", m["reference_ips"], m["speedup"], ">= 20",
+             *ab_cells(pairs["speedup"])),
             ("feature extraction", "images/s, 1 core", m["ips_1core"], "reference", m["reference_ips"],
-             m["speedup_1core"], ""),
+             m["speedup_1core"], "", *ab_cells(pairs["speedup_1core"])),
             ("feature extraction", "CPU ms per image, 1 core", m["cpu_ms_1core"], "reference CPU ms",
              m["reference_cpu_ms"], m["cpu_speedup"], "")]
     return m, rows
@@ -135,7 +133,12 @@ def features_stage(ctx) -> tuple[dict, list]:
 
 # --- the run -------------------------------------------------------------------------------------
 
-COLUMNS = ["stage", "measure", "genreclf", "comparison", "comparison_value", "ratio", "target"]
+COLUMNS = ["stage", "measure", "genreclf", "comparison", "comparison_value", "ratio", "target", "ratio_spread", "noisy"]
+
+
+def ab_cells(p: dict) -> tuple[str, str]:
+    """The table's spread and noisy cells of a paired comparison (rows without one leave them empty)."""
+    return ab.spread_cell(p), "NOISY" if p["noisy"] else "ok"
 
 
 def knobs(cfg: BenchConfig, quick: bool) -> SimpleNamespace:
@@ -161,7 +164,7 @@ def environment(device: torch.device) -> dict:
 
 
 def table(rows: list) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame([tuple(r) + ("",) * (len(COLUMNS) - len(r)) for r in rows], columns=COLUMNS)
     for c in ("genreclf", "comparison_value", "ratio"):
         df[c] = df[c].astype(float).round(3)
     return df

@@ -13,6 +13,8 @@ the resolved config, the covers (the decoded cache) and what earlier stages prod
               the REST server (``mlflow models serve``) under a bounded load from a second process
               (:mod:`genreclf.bench.load`)
   tuning    - seconds of MLflow + Optuna bookkeeping per trial vs the trial's own work (a small RF study)
+  datalayer - load_covers time and peak memory at ``data_sizes`` covers; de-dup vs the O(N²) scan
+              (:mod:`genreclf.bench.datalayer`)
 """
 from __future__ import annotations
 
@@ -30,9 +32,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from genreclf.bench import ab
 from genreclf.bench import cnn as cnn_bench
+from genreclf.bench.datalayer import datalayer_stage
 from genreclf.bench.load import rest_load
-from genreclf.bench.runner import genres_of, jpeg_covers, medians
+from genreclf.bench.runner import ab_cells, genres_of, jpeg_covers, medians, paired
 from genreclf.cnn import backbones
 from genreclf.cnn.datasets import CoverDataset, image_loader
 from genreclf.cnn.device import pick_device
@@ -114,10 +118,11 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
                 cpu[name].append(res[name]["median_cpu_s"])  # CPU time: hardly moved by other load
                 metrics[f"{name}_covers_per_s_{n}"] = n / res[name]["median_s"]
                 metrics[f"{name}_cpu_ms_per_cover_{n}"] = 1000 * res[name]["median_cpu_s"] / n
-            metrics[f"speedup_{n}"] = metrics[f"cache_covers_per_s_{n}"] / metrics[f"source_covers_per_s_{n}"]
+            pair = paired(res, "source", "cache")  # per-repeat cache speedup
+            metrics[f"speedup_{n}"], metrics[f"speedup_rel_iqr_{n}"] = pair["ratio"], pair["rel_iqr"]
             rows.append(("data pipeline", f"covers/s, train loader, {n} covers", metrics[f"cache_covers_per_s_{n}"],
                          "decode source files each epoch", metrics[f"source_covers_per_s_{n}"],
-                         metrics[f"speedup_{n}"], ""))
+                         metrics[f"speedup_{n}"], "", *ab_cells(pair)))
     for name in per:
         metrics[f"{name}_linearity"] = linearity(sizes, per[name])
         metrics[f"{name}_cpu_linearity"] = linearity(sizes, cpu[name])
@@ -140,14 +145,16 @@ def training_stage(ctx) -> tuple[dict, list]:
     covers, cfg, b = ctx["covers"], bench_cnn_config(ctx), ctx["cfg"]
     eff = cnn_bench.measure_training_efficiency(covers, cfg, steps=b.train_steps, repeats=ctx["repeats"])
     bare, train = statistics.median(eff["bare_all"]), statistics.median(eff["train_all"])
+    pair = ab.paired(eff["train_all"], eff["bare_all"])  # bare and train back to back within each repeat
     probe = cnn_bench.measure_probe_paths(covers, cfg)
-    m = {"train_images_per_s": train, "bare_images_per_s": bare, "pipeline_efficiency": train / bare,
+    m = {"train_images_per_s": train, "bare_images_per_s": bare, "pipeline_efficiency": pair["ratio"],
+         "pipeline_efficiency_rel_iqr": pair["rel_iqr"],
          "probe_embeddings_cold_s": probe["embeddings_cold_s"],
          "probe_embeddings_cached_s": probe["embeddings_cached_s"],
          "probe_backbone_every_epoch_s": probe["backbone_every_epoch_s"], "probe_speedup": probe["speedup_cold"],
          "probe_epochs": probe["epochs"], "probe_train_covers": probe["train_covers"]}
     rows = [("CNN training", f"img/s, train_one_epoch ({cfg.backbone} {cfg.image_size}px, batch {cfg.batch_size})",
-             train, "bare fwd+bwd on random tensors", bare, m["pipeline_efficiency"], ">= 0.85"),
+             train, "bare fwd+bwd on random tensors", bare, m["pipeline_efficiency"], ">= 0.85", *ab_cells(pair)),
             ("CNN training", f"frozen backbone, s for {probe['epochs']} epochs (embeddings once)",
              probe["embeddings_cold_s"], "backbone every epoch", probe["backbone_every_epoch_s"],
              m["probe_speedup"], "> 1")]
@@ -198,13 +205,15 @@ def inference_stage(ctx) -> tuple[dict, list]:
     bare()
     res = medians({"pyfunc": lambda: pyfunc.predict(batch), "bare": bare}, max(ctx["repeats"], 3))
     py_ips, bare_ips = 32 / res["pyfunc"]["median_s"], 32 / res["bare"]["median_s"]
+    pair = paired(res, "pyfunc", "bare")  # per-repeat time ratio = bare img/s over pyfunc img/s
     m = {"single_p50_ms": 1000 * percentile(lat, 50), "single_p95_ms": 1000 * percentile(lat, 95),
-         "batch32_images_per_s": py_ips, "bare_images_per_s": bare_ips, "overhead": bare_ips / py_ips - 1,
+         "batch32_images_per_s": py_ips, "bare_images_per_s": bare_ips, "overhead": pair["ratio"] - 1,
+         "overhead_rel_iqr": pair["rel_iqr"],
          "tta": int(impl.tta)}
     rows = [("inference", "pyfunc single cover p50 / p95 ms", m["single_p50_ms"], "p95 ms", m["single_p95_ms"],
              m["single_p95_ms"] / m["single_p50_ms"], ""),
             ("inference", "pyfunc batch 32, img/s (JPEG bytes in)", py_ips, "bare model forward", bare_ips,
-             1 + m["overhead"], "<= 1.15")]
+             1 + m["overhead"], "<= 1.15", *ab_cells(pair))]
     rest = rest_load(uri, blobs, b)
     m.update({f"rest_{k}": v for k, v in rest.items()})
     rows.append(("inference", f"REST requests/s (1 cover each, {b.rest_clients} clients)", rest["requests_per_s"],
@@ -258,4 +267,5 @@ def scaling_stage(ctx) -> tuple[dict, list]:
 
 
 STAGES = {"pipeline": pipeline_stage, "scaling": scaling_stage, "training": training_stage,
-          "inference": inference_stage, "tuning": tuning_stage}
+          "inference": inference_stage, "tuning": tuning_stage,
+          "datalayer": datalayer_stage}

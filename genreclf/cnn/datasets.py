@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from genreclf.cnn import distributed
 from genreclf.cnn.transforms import to_chw
 from genreclf.config import CNNConfig
 
@@ -29,6 +30,8 @@ def image_loader(dataset: Dataset, cfg: CNNConfig, device: torch.device, trainin
                  generator: torch.Generator | None = None) -> DataLoader:
     # CPU: augmenting in the main process beats worker processes competing with the math for 2-8 cores
     workers = cfg.workers if cfg.workers >= 0 else (min(8, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=training, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
-                      drop_last=training and len(dataset) > cfg.batch_size)
+    sampler = distributed.train_sampler(dataset, generator) if training else None  # torchrun: this rank's shard
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=training and sampler is None, sampler=sampler,
+                      generator=generator, num_workers=workers, pin_memory=device.type == "cuda",
+                      prefetch_factor=4 if workers else None,
+                      drop_last=training and len(sampler or dataset) > cfg.batch_size)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from genreclf.cnn import distributed
 from genreclf.cnn.transforms import normalize
 from genreclf.errors import UserError
 
@@ -37,7 +38,7 @@ class Runtime:
     @classmethod
     def create(cls, name: str = "auto") -> Runtime:
         """bf16 autocast where supported, fp16 + loss scaling on older GPUs, fp32 (no-ops) elsewhere."""
-        device = pick_device(name)
+        device = distributed.local_device(pick_device(name))  # torchrun on GPUs: this process's GPU
         if device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return cls(device, torch.autocast("cuda", dtype=dtype),

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from genreclf.cnn import backbones
+from genreclf.cnn import backbones, distributed
 from genreclf.cnn.transforms import create_transform, flip_views, normalize, to_chw
 from genreclf.data.covers import cache_root
 
@@ -102,8 +102,9 @@ class EmbeddingDataset(Dataset):
 def loader(feats: np.ndarray, labels: np.ndarray, batch_size: int, training: bool,
            generator: torch.Generator | None = None) -> DataLoader:
     ds = EmbeddingDataset(feats, labels, training)
-    return DataLoader(ds, batch_size=batch_size, shuffle=training, generator=generator,
-                      drop_last=training and len(ds) > batch_size)
+    sampler = distributed.train_sampler(ds, generator) if training else None  # torchrun: this rank's shard
+    return DataLoader(ds, batch_size=batch_size, shuffle=training and sampler is None, sampler=sampler,
+                      generator=generator, drop_last=training and len(sampler or ds) > batch_size)
 
 
 def views(tta: bool):

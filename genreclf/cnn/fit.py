@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from genreclf.cnn import backbones, checkpoints, embeddings
+from genreclf.cnn import backbones, checkpoints, distributed, embeddings
 from genreclf.cnn.datasets import CoverDataset, image_loader
 from genreclf.cnn.device import Runtime
 from genreclf.cnn.loop import Phase, TrainState, evaluate, train_one_epoch
@@ -72,7 +72,7 @@ def build_state(covers: CoverSet, cfg: CNNConfig, resume: dict | None = None) ->
     model = backbones.create_model(cfg.backbone, len(covers.genres), cfg.pretrained, cfg.weights_path)
     backbones.freeze(model, cfg.backbone, cfg.freeze)  # validates the stage name before any work
     model.to(rt.device, memory_format=torch.channels_last if rt.channels_last else torch.preserve_format)
-    n_train = len(covers.indices("train"))
+    n_train = distributed.shard_len(len(covers.indices("train")))  # per process under torchrun
     steps = n_train // cfg.batch_size if n_train > cfg.batch_size else 1
     steps = min(steps, cfg.max_steps_per_epoch or steps)
     optimizer = torch.optim.AdamW(backbones.param_groups(model, cfg.backbone, cfg.lr, cfg.weight_decay,
@@ -116,7 +116,8 @@ class EpochInputs:
         self.tr, self.va = covers.indices("train"), covers.indices("val")
         self.train_ds = CoverDataset(covers.images, covers.labels, self.tr,
                                      create_transform(cfg.image_size, True, cfg.trivial_augment, cfg.aug_scale_min))
-        self.val_ds = CoverDataset(covers.images, covers.labels, self.va, create_transform(cfg.image_size, False))
+        self.val_ds = CoverDataset(covers.images, covers.labels, distributed.shard(self.va),
+                                   create_transform(cfg.image_size, False))
         self.feats: np.ndarray | None = None
 
     def for_epoch(self, model: nn.Module, head_only: bool, g: torch.Generator) -> tuple[Phase, DataLoader, DataLoader]:
@@ -129,7 +130,8 @@ class EpochInputs:
             phase = Phase(backbones.head(model, cfg.backbone), lambda x: x.to(rt.device, non_blocking=True),
                           embeddings.views(cfg.tta))
             return (phase, embeddings.loader(self.feats[:len(tr)], covers.labels[tr], cfg.batch_size, True, g),
-                    embeddings.loader(self.feats[len(tr):], covers.labels[va], 256, False))
+                    embeddings.loader(distributed.shard(self.feats[len(tr):]), distributed.shard(covers.labels[va]),
+                                      256, False))
         phase = Phase(model, rt.images, lambda x: flip_views(x, cfg.tta))  # frozen parts stay in eval mode
         return phase, image_loader(self.train_ds, cfg, rt.device, True, g), image_loader(self.val_ds, cfg, rt.device,
                                                                                           False)
@@ -141,12 +143,16 @@ def run_epoch(state: TrainState, inputs: EpochInputs, epoch: int, genres: list[s
     probe = cfg.freeze == "backbone" or epoch < cfg.lp_epochs
     frozen = backbones.freeze(model, cfg.backbone, "backbone" if probe else cfg.freeze)
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation and dropout of this epoch
+    torch.manual_seed(cfg.seed * 100_003 + epoch + 7_919 * distributed.rank())  # augmentation, dropout
     phase, train_dl, val_dl = inputs.for_epoch(model, probe, g)
     backbones.train_mode(phase.net, frozen if phase.net is model else [])
-    metrics = train_one_epoch(state, phase, train_dl, desc=f"epoch {epoch}" + (" (head)" if phase.net is not model
-                                                                                   else ""))
-    proba, y, val_loss = evaluate(state.runtime, phase, val_dl)
+    desc = f"epoch {epoch}" + (" (head)" if phase.net is not model else "")
+    # torchrun: DDP averages the gradients; rank 0's buffers (batch-norm statistics) win; the
+    # validation shards are gathered so every rank takes the same early-stopping decision
+    wrapped = replace(phase, net=distributed.wrap(phase.net, state.runtime.device))
+    metrics = train_one_epoch(state, wrapped, train_dl, desc=desc)
+    distributed.sync_buffers(phase.net)
+    proba, y, val_loss = distributed.gather(*evaluate(state.runtime, phase, val_dl))
     val = classification_metrics(y, proba, genres, "val")
     metrics.update(val_loss=val_loss, val_accuracy=val["val_accuracy"], val_macro_f1=val["val_macro_f1"],
                    lr=state.optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - start)

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from genreclf.cnn import distributed
 from genreclf.cnn.device import Runtime
 from genreclf.cnn.transforms import mean_softmax
 from genreclf.config import CNNConfig
@@ -72,6 +73,7 @@ def train_one_epoch(state: TrainState, phase: Phase, loader: DataLoader, desc: s
     bar.close()
     rt.sync()
     seconds = time.perf_counter() - start
+    loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)  # all ranks' batches (torchrun)
     return {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": correct.item() / max(seen, 1),
             "images_per_s": seen / seconds, "train_time_s": seconds}
 

@@ -6,16 +6,23 @@
      trials never decode again); undecodable files are skipped and counted;
   3. drop near-duplicate covers (perceptual hash), also across genres, before splitting;
   4. cap per genre, then a deterministic stratified split keyed on the covers' content.
+
+Memory does not grow with the covers' pixels: encoded covers are streamed into the decode cache a
+chunk at a time (held from the first read only while they fit in ``HOLD_BYTES``, else read again),
+de-duplication is sub-quadratic (:mod:`genreclf.data.dedup`), and ``CoverSet.images`` is memory-mapped
+from the cache. What stays in memory per cover is its metadata: id, label, sha1 and hash.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,11 +30,14 @@ from scipy.fft import dctn
 from tqdm.auto import tqdm
 
 from genreclf.config import DataConfig
+from genreclf.data.dedup import near_duplicates
 from genreclf.data.images import BadImageError, decode_rgb
-from genreclf.data.sources import DataError, open_source, select_genres
+from genreclf.data.sources import DataError, Source, open_source, select_genres
 
 log = logging.getLogger(__name__)
 DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused
+HOLD_BYTES = 16 << 20  # encoded covers held from the first read; a larger source is read twice instead
+DECODE_CHUNK = 256     # covers decoded (and hashed, written) at a time
 
 
 def cache_root() -> Path:
@@ -62,20 +72,15 @@ class CoverSet:
 def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     source = open_source(cfg.data, cfg.seed)
     genres = select_genres(cfg.genres, source.genres)
-    read_ids: list[str] = []
-    read_labels: list[int] = []
-    blobs: list[bytes] = []
-    for raw in tqdm(source.records(genres), desc=f"reading {cfg.data}", disable=not progress, leave=False):
-        read_ids.append(raw.sample_id)
-        read_labels.append(genres.index(raw.genre))
-        blobs.append(raw.data)
-    if not read_ids:
-        raise DataError(f"data={cfg.data!r} has no covers for genres {genres}")
-    content = np.array([hashlib.sha1(b).hexdigest() for b in blobs])
-    raw_digest = _digest(DECODE_VERSION, cfg.cache_size, read_ids, read_labels, list(content), genres)
+    read_ids, read_labels, read_content, held = _scan(source, genres, cfg.data, progress)
+    raw_digest = _digest(DECODE_VERSION, cfg.cache_size, read_ids, read_labels, read_content, genres)
+
+    def blobs() -> Iterable[bytes]:  # held from the first read, or read again
+        return held if held is not None else _reread(source, genres, read_content, cfg.data)
     images, phash, ok = _decoded(raw_digest, blobs, read_ids, cfg.cache_size, progress)
-    del blobs
+    held = None  # the encoded covers are not needed any more
     ids, labels = np.array(read_ids), np.array(read_labels, dtype=np.int64)
+    content = np.array(read_content)
     skipped = [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
                for i, r in enumerate(ok) if r]
     keep = np.array([not r for r in ok])
@@ -93,45 +98,104 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     digest = _digest(raw_digest, list(ids[idx]), list(split), cfg.seed, cfg.val_frac, cfg.test_frac)
     log.info("covers: read %d, skipped %d, duplicates dropped %d, kept %d", report["read"],
              report["skipped"], report["duplicates_dropped"], report["kept"])
-    return CoverSet(images=_take(images, idx),
+    return CoverSet(images=_kept(images, idx, digest),
                     labels=labels[idx], ids=ids[idx], content=content[idx], split=split,
                     genres=genres, source=cfg.data, digest=digest, report=report)
 
 
-def _take(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Gather rows of a memory-mapped array in chunks (peak memory: the output array)."""
-    out = np.empty((len(idx),) + arr.shape[1:], dtype=arr.dtype)
-    for s in range(0, len(idx), 1024):
-        out[s:s + 1024] = arr[idx[s:s + 1024]]
-    return out
+def _scan(source: Source, genres: list[str], data: str,
+          progress: bool) -> tuple[list[str], list[int], list[str], list[bytes] | None]:
+    """ids, labels and sha1 of every record; the encoded bytes too while they fit in HOLD_BYTES."""
+    ids: list[str] = []
+    labels: list[int] = []
+    content: list[str] = []
+    held: list[bytes] | None = []
+    size = 0
+    for raw in tqdm(source.records(genres), desc=f"reading {data}", disable=not progress, leave=False):
+        ids.append(raw.sample_id)
+        labels.append(genres.index(raw.genre))
+        content.append(hashlib.sha1(raw.data).hexdigest())
+        if held is not None:
+            size += len(raw.data)
+            held.append(raw.data)
+            if size > HOLD_BYTES:  # a large source: read it again when decoding instead of holding it
+                held = None
+    if not ids:
+        raise DataError(f"data={data!r} has no covers for genres {genres}")
+    return ids, labels, content, held
+
+
+def _reread(source: Source, genres: list[str], content: list[str], data: str) -> Iterator[bytes]:
+    """The encoded covers again, in the same order, checking they are the bytes that were digested."""
+    n = 0
+    for n, raw in enumerate(source.records(genres), 1):
+        if n > len(content) or hashlib.sha1(raw.data).hexdigest() != content[n - 1]:
+            raise DataError(f"data={data!r} changed while it was being read ({raw.sample_id}); run again")
+        yield raw.data
+    if n != len(content):
+        raise DataError(f"data={data!r} changed while it was being read ({n} covers, then {len(content)})")
+
+
+def _kept(images: np.ndarray, idx: np.ndarray, digest: str) -> np.ndarray:
+    """The kept rows of the decoded cache, memory-mapped: the cache itself, or a copy of the subset
+    written in chunks (peak memory: one chunk, whatever N)."""
+    if len(idx) == len(images) and np.array_equal(idx, np.arange(len(images))):
+        return images
+    path = cache_root() / f"kept-{digest[:20]}.npy"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            _write_header(f, (len(idx),) + images.shape[1:])
+            for s in range(0, len(idx), DECODE_CHUNK):
+                f.write(np.ascontiguousarray(images[idx[s:s + DECODE_CHUNK]]).tobytes())
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+def _write_header(f, shape: tuple) -> None:
+    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                             "fortran_order": False, "shape": shape})
 
 
 def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
-def _decoded(digest: str, blobs: list[bytes], ids: list[str], size: int, progress: bool):
-    """Decoded covers + perceptual hashes + per-file skip reasons, from the cache when possible."""
+def _decoded(digest: str, blobs: Callable[[], Iterable[bytes]], ids: list[str], size: int, progress: bool):
+    """Decoded covers + perceptual hashes + per-file skip reasons, from the cache when possible.
+
+    ``blobs()`` yields the encoded covers; they are decoded and appended to the cache file a chunk
+    at a time, so memory holds one chunk of covers, never all of them."""
     base = cache_root() / f"covers-{digest[:20]}"
     npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
     if npy.exists() and meta.exists():
         info = json.loads(meta.read_text())
         log.info("decoded covers from cache %s", npy)
         return np.load(npy, mmap_mode="r"), np.array(info["phash"], dtype=np.uint64), info["skipped"]
-    images = np.zeros((len(blobs), size, size, 3), dtype=np.uint8)
-    reasons = [""] * len(blobs)
+    reasons, hashes = [""] * len(ids), []
 
-    def work(i):
+    def work(item):
+        i, blob = item
         try:
-            images[i] = decode_rgb(blobs[i], size, name=str(ids[i]))
+            return decode_rgb(blob, size, name=str(ids[i]))
         except BadImageError as exc:
             reasons[i] = str(exc)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
-        list(tqdm(pool.map(work, range(len(blobs))), total=len(blobs), desc="decoding covers",
-                  disable=not progress, leave=False))
-    phash = phash64(images)
-    tmp = npy.with_suffix(".tmp.npy")
-    np.save(tmp, images)
+            return np.zeros((size, size, 3), dtype=np.uint8)
+    tmp = npy.with_suffix(f".{os.getpid()}.tmp")
+    bar = tqdm(total=len(ids), desc="decoding covers", disable=not progress, leave=False)
+    try:
+        with open(tmp, "wb") as f, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, bar:
+            _write_header(f, (len(ids), size, size, 3))
+            stream = enumerate(blobs())
+            while chunk := list(itertools.islice(stream, DECODE_CHUNK)):
+                images = np.stack(list(pool.map(work, chunk)))  # PIL decodes without the GIL
+                hashes.append(phash64(images))
+                f.write(images.tobytes())
+                bar.update(len(chunk))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    phash = np.concatenate(hashes)
     os.replace(tmp, npy)  # atomic: a killed run never leaves a half-written cache behind
     meta.write_text(json.dumps({"phash": [int(h) for h in phash], "skipped": reasons, "size": size}))
     return np.load(npy, mmap_mode="r"), phash, reasons
@@ -150,29 +214,17 @@ def phash64(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
-
-
 def _dedupe(idx: np.ndarray, phash: np.ndarray, labels: np.ndarray, max_dist: int):
-    """Keep the first cover (source order) of each group of near-duplicates."""
-    h = phash[idx]
-    drop = np.zeros(len(idx), dtype=bool)
-    within = across = 0
-    for i in range(len(idx)):
-        if drop[i]:
-            continue
-        near = np.flatnonzero(_popcount(h[i + 1:] ^ h[i]) <= max_dist) + i + 1
-        near = near[~drop[near]]
-        drop[near] = True
-        same = labels[idx[near]] == labels[idx[i]]
-        within += int(same.sum())
-        across += int((~same).sum())
+    """Keep the first cover (source order) of each group of near-duplicates (:mod:`genreclf.data.dedup`)."""
+    parent = near_duplicates(phash[idx], max_dist)
+    dropped = np.flatnonzero(parent >= 0)
+    across = int((labels[idx[dropped]] != labels[idx[parent[dropped]]]).sum())
+    within = len(dropped) - across
     stats = {"duplicates_dropped": within + across, "duplicates_within_genre": within,
              "duplicates_across_genres": across}
     if within + across:
         log.info("dropped %d near-duplicate covers (%d filed under another genre)", within + across, across)
-    return idx[~drop], stats
+    return idx[parent < 0], stats
 
 
 def _order_key(content: str, seed: int) -> str:

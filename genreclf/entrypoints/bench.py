@@ -32,14 +32,25 @@ def bench_sizes(resolved: Resolved) -> list[int]:
     return [max(8, s // 20) for s in sizes] if cfg.quick else sizes
 
 
+def chosen_stages(resolved: Resolved) -> dict:
+    """The stages to run, in order: all of them, or the comma-separated subset ``stages`` names."""
+    cfg, stages = resolved.bench, {"features": features_stage, **STAGES}
+    if cfg.stages.strip() in ("", "all"):
+        return stages
+    chosen = [s.strip() for s in cfg.stages.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(stages))
+    if unknown:
+        raise ConfigError(f"bench: stages={cfg.stages!r}: unknown {unknown}; choose from {', '.join(stages)}")
+    return {name: stages[name] for name in chosen}
+
+
 def main(resolved: Resolved) -> dict:
     data, cfg = resolved.data, resolved.bench
-    sizes = bench_sizes(resolved)
+    sizes, stages = bench_sizes(resolved), chosen_stages(resolved)
     device = pick_device("auto")
     covers = open_covers(resolved)
     env = environment(device)
     results, rows = {}, []
-    stages = {"features": features_stage, **STAGES}
     params = {**as_flat_dict(data, cfg), **{f"env_{k}": v for k, v in env.items()}}
     with entry_run(resolved, covers, f"bench-{device.type}" + ("-quick" if cfg.quick else ""), "bench",
                    params=params, entry_point="bench") as run_id:

@@ -4,6 +4,10 @@ and the registered pyfunc ``album-genre-cnn`` (alias challenger).
 
 ``resume=<run id>`` continues that very run from its last checkpoint, with the configuration the
 run logged (``config.yaml``) - only ``device`` and ``workers`` may change on resume.
+
+Under ``torchrun --nproc-per-node N -m genreclf.cli train_cnn ...`` every process trains its shard
+(:mod:`genreclf.cnn.distributed`); rank 0 alone creates the run, logs, checkpoints, evaluates and
+registers - the others (``_follow``) only train. A resume must use the same number of processes.
 """
 from __future__ import annotations
 
@@ -19,11 +23,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from genreclf import CNN_MODEL_NAME
-from genreclf.cnn import backbones, checkpoints, gradcam
+from genreclf.cnn import backbones, checkpoints, distributed, gradcam
 from genreclf.cnn import fit as cnn
 from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
-from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance, register
+from genreclf.entrypoints.skeleton import entry_run, provenance, register
 from genreclf.metrics import evaluate_split
 from genreclf.plotting import plt
 from genreclf.serving import cnn_model
@@ -77,23 +81,60 @@ def curves_figure(history: list[dict], best_epoch: int, title: str) -> Figure:
 
 
 def main(resolved: Resolved) -> dict:
+    distributed.init(resolved.cnn.device)  # no-op unless launched by torchrun
+    try:
+        return _lead(resolved) if distributed.is_main() else _follow(resolved)
+    finally:
+        distributed.shutdown()
+
+
+def _prepare(resolved: Resolved, progress: bool = True) -> tuple[Resolved, dict | None, CoverSet]:
+    """Configure MLflow, read the run to resume (its config and last checkpoint), check the CNN
+    parameters, load the covers. Under torchrun rank 0 goes first (it creates the experiment and the
+    decode cache), the others reuse what it made."""
+    with distributed.main_first():
+        tracking.configure(resolved.data.experiment)
     resume = None
     if resolved.cnn.resume:
-        tracking.configure(resolved.data.experiment)
         resolved, resume = _resumed(resolved)
         tracking.use_experiment_of(resolved.cnn.resume)  # MLflow continues a run only inside its own experiment
     cfg = resolved.cnn
     cnn.check_config(cfg)
     if cfg.pretrained and not cfg.weights_path:
         backbones.ensure_weights(cfg.backbone)  # offline without the file: say so before any work
-    covers = load_covers(resolved.data) if resume is not None else open_covers(resolved)
-    if resume is not None and tracking.get_run(cfg.resume).data.tags.get("data_digest") != covers.digest[:20]:
-        raise checkpoints.ResumeError(f"resume={cfg.resume}: the covers changed since the run started "
+    with distributed.main_first():
+        covers = load_covers(resolved.data, progress=progress)
+    return resolved, resume, covers
+
+
+def _follow(resolved: Resolved) -> dict:
+    """Ranks > 0 under torchrun: the same covers and training as rank 0, nothing written to MLflow."""
+    resolved, resume, covers = _prepare(resolved, progress=False)
+    cnn.fit(covers, resolved.cnn, resume=resume, progress=False)
+    return {}
+
+
+def _check_resumable(run_id: str, covers: CoverSet) -> None:
+    """The run to resume must have trained on these covers, with as many processes as now."""
+    tags = tracking.get_run(run_id).data.tags
+    if tags.get("data_digest") != covers.digest[:20]:
+        raise checkpoints.ResumeError(f"resume={run_id}: the covers changed since the run started "
                                       f"(data digest {covers.digest[:20]} differs); start a new run")
+    if tags.get("processes", "1") != str(distributed.world_size()):
+        raise checkpoints.ResumeError(f"resume={run_id}: the run trained with {tags.get('processes', '1')} "
+                                      f"process(es), now {distributed.world_size()}; resume with the same "
+                                      "torchrun --nproc-per-node")
+
+
+def _lead(resolved: Resolved) -> dict:
+    resolved, resume, covers = _prepare(resolved)
+    cfg = resolved.cnn
+    if resume is not None:
+        _check_resumable(cfg.resume, covers)
     name = run_name(cfg)
     with entry_run(resolved, covers, name, "cnn", params=as_flat_dict(resolved.data, cfg), entry_point="train_cnn",
                    fresh=resume is None, run_id=cfg.resume or None, system_metrics=True,
-                   tags={"backbone": cfg.backbone}) as run_id:
+                   tags={"backbone": cfg.backbone, "processes": str(distributed.world_size())}) as run_id:
         if resume is not None:
             tracking.set_tags({"resumed_after_epoch": resume["epoch"]})
         start = time.perf_counter()

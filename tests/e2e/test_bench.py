@@ -18,6 +18,8 @@ FIGURES = {  # stage -> metrics that must exist (each compared with its referenc
     "inference": ["single_p50_ms", "single_p95_ms", "batch32_images_per_s", "bare_images_per_s", "overhead",
                   "rest_requests_per_s", "rest_p95_ms", "rest_ok"],
     "tuning": ["trial_work_s_median", "trial_bookkeeping_s_median", "overhead_s_per_trial"],
+    "datalayer": ["seconds_40", "seconds_1000", "peak_mb_40", "peak_mb_1000", "held_before_mb_1000", "time_linearity",
+                  "peak_ratio", "dedup_checked_1000", "dedup_dropped_1000", "dedup_identical"],
 }
 
 
@@ -41,9 +43,12 @@ def test_bench_quick_logs_every_figure(workdir, genreclf_cmd):
                 assert math.isfinite(value) and value > 0, f"bench_{stage}_{name} = {value}"
     assert metrics["bench_inference_rest_ok"] == metrics["bench_inference_rest_sent"] == 12
     assert metrics["bench_inference_single_p95_ms"] >= metrics["bench_inference_single_p50_ms"]
+    assert metrics["bench_datalayer_dedup_identical"] == 1  # multi-index == the O(N²) scan on the bench's covers
 
     table = pd.read_csv(tracking.download(f"runs:/{run.info.run_id}/bench/bench_table.csv"))
     assert {"feature extraction", "data pipeline", "CNN training", "inference", "tuning", "scaling"} <= set(table.stage)
     assert (table.ratio.astype(float) > 0).all() and table.ratio.astype(float).map(math.isfinite).all()
+    paired = table[table.noisy.isin(["ok", "NOISY"])]  # every A/B comparison carries its spread and flag
+    assert len(paired) >= 6 and paired.ratio_spread.str.contains("IQR").all()
     md = tracking.download(f"runs:/{run.info.run_id}/bench/bench_table.md")
     assert open(md).read().startswith("| stage |")
