@@ -130,7 +130,7 @@ def _first_mismatch(own: dict, state: dict, head_prefix: str) -> str:
     body = [k for k in own if not k.startswith(head_prefix)]
     missing = [k for k in body if k not in state]
     shaped = [k for k in body if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    extra = [k for k in state if k not in own]
+    extra = [k for k in state if k not in own and not k.startswith(head_prefix)]
     if shaped:
         k = shaped[0]
         return (f"{len(shaped)} tensor(s) of another shape, first {k!r}: {tuple(state[k].shape)} in the file, "
@@ -138,6 +138,8 @@ def _first_mismatch(own: dict, state: dict, head_prefix: str) -> str:
     if missing:
         hint = f"; the file has keys the model lacks, first {extra[0]!r}" if extra else ""
         return f"{len(missing)} tensor(s) missing, first {missing[0]!r}{hint}"
+    if extra:  # e.g. resnet34's file: all of resnet18's tensors fit, plus blocks resnet18 does not have
+        return f"{len(extra)} tensor(s) the model lacks (a deeper or other model?), first {extra[0]!r}"
     return ""
 
 

@@ -58,9 +58,9 @@ def test_training_starts_from_the_file_and_fine_tunes_it(imagenet_file, workdir)
 
 def test_file_with_wrong_shapes_names_file_and_first_mismatch(imagenet_file, tmp_path):
     path, state = imagenet_file
-    wrong = tmp_path / "resnet34-b627a593.pth"  # the right layout, another model: shapes differ in layer4
+    wrong = tmp_path / "patched.pth"  # one tensor of another shape (resnet50's 1x1 bottleneck conv)
     torch.save({**state, "layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)}, wrong)
-    with pytest.raises(UserError, match=r"resnet34-b627a593\.pth.*does not fit resnet18: 1 tensor\(s\) of another "
+    with pytest.raises(UserError, match=r"patched\.pth.*does not fit resnet18: 1 tensor\(s\) of another "
                                          r"shape, first 'layer1\.0\.conv1\.weight': \(64, 64, 1, 1\) in the file, "
                                          r"\(64, 64, 3, 3\) expected"):
         backbones.create_model("resnet18", 4, weights_path=str(wrong))
@@ -78,6 +78,11 @@ def test_file_with_wrong_keys_names_first_missing_and_foreign_key(imagenet_file,
     torch.save({k: v for k, v in state.items() if not k.startswith("layer3.")}, partial)
     with pytest.raises(UserError, match=r"partial\.pth.*missing, first 'layer3\.0\.conv1\.weight'$"):
         backbones.create_model("resnet18", 4, weights_path=str(partial))
+    deeper = tmp_path / "resnet34-b627a593.pth"  # every resnet18 tensor fits, plus blocks resnet18 lacks
+    torch.save(torchvision.models.resnet34().state_dict(), deeper)
+    with pytest.raises(UserError, match=r"resnet34-b627a593\.pth.*does not fit resnet18: 96 tensor\(s\) the model "
+                                         r"lacks .*first 'layer1\.2\.conv1\.weight'"):
+        backbones.create_model("resnet18", 4, weights_path=str(deeper))
     (tmp_path / "not_torch.pth").write_bytes(b"hello")
     with pytest.raises(UserError, match=r"not_torch\.pth.*not a readable torch state_dict"):
         backbones.create_model("resnet18", 4, weights_path=str(tmp_path / "not_torch.pth"))
