@@ -99,7 +99,12 @@ def _download_guarded(backbone: str, weights, build=None):
 
 
 def _load_local(model: nn.Module, backbone: str, path: str) -> None:
-    """Load a local state_dict (ImageNet or our own checkpoint); a mismatched head is skipped."""
+    """Load a local state_dict (torchvision's published layout, or our own checkpoint).
+
+    Every backbone tensor must be in the file with the model's shape; only the classification head
+    may differ (an ImageNet file has a 1000-class head, which is replaced anyway). The error names
+    the file and the first mismatch, so a file for another backbone is recognisable at once.
+    """
     p = Path(path)
     if not p.is_file():
         raise WeightsUnavailableError(f"weights_path={path!r}: no such file")
@@ -108,16 +113,34 @@ def _load_local(model: nn.Module, backbone: str, path: str) -> None:
     except Exception as exc:  # pickle, zip and tensor errors all mean "not a state_dict we can read"
         raise WeightsUnavailableError(f"weights_path={path!r} is not a readable torch state_dict ({exc})") from None
     state = state.get("model", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"weights_path={path!r} holds a {type(state).__name__}, not a state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailableError(f"weights_path={path!r} holds a {type(state).__name__}, "
+                                      f"not a state_dict of tensors")
+    problem = _first_mismatch(model.state_dict(), state, spec(backbone).head + ".")
+    if problem:
+        raise WeightsUnavailableError(f"weights_path={path!r} does not fit {backbone}: {problem}")
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in usable and not k.startswith(spec(backbone).head + ".")]
-    if missing:
-        raise WeightsUnavailableError(f"weights_path={path!r} does not fit {backbone}: {len(missing)} tensors "
-                                      f"missing or of another shape, e.g. {missing[:3]}")
     model.load_state_dict(usable, strict=False)
     log.info("loaded %d tensors of %s from %s", len(usable), backbone, p)
+
+
+def _first_mismatch(own: dict, state: dict, head_prefix: str) -> str:
+    """'' if ``state`` fits ``own`` outside the head, else a sentence about the first difference."""
+    body = [k for k in own if not k.startswith(head_prefix)]
+    missing = [k for k in body if k not in state]
+    shaped = [k for k in body if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    extra = [k for k in state if k not in own and not k.startswith(head_prefix)]
+    if shaped:
+        k = shaped[0]
+        return (f"{len(shaped)} tensor(s) of another shape, first {k!r}: {tuple(state[k].shape)} in the file, "
+                f"{tuple(own[k].shape)} expected")
+    if missing:
+        hint = f"; the file has keys the model lacks, first {extra[0]!r}" if extra else ""
+        return f"{len(missing)} tensor(s) missing, first {missing[0]!r}{hint}"
+    if extra:  # e.g. resnet34's file: all of resnet18's tensors fit, plus blocks resnet18 does not have
+        return f"{len(extra)} tensor(s) the model lacks (a deeper or other model?), first {extra[0]!r}"
+    return ""
 
 
 def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
