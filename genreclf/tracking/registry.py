@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
+from genreclf import BOOST_MODEL_NAME, CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.errors import UserError
 from genreclf.tracking import runs as tracking
 
@@ -46,7 +46,7 @@ def load_alias(name: str, alias: str):
 
 # --- promotion: challenger vs champion on the same held-out test split -----------------------------
 
-SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn"}  # prefixes of the promote run's metrics and tags
+SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn", BOOST_MODEL_NAME: "boost"}  # prefixes of the promote run's metrics and tags
 BATCH = 64  # covers per predict call: bounded memory for large test splits
 
 
@@ -91,7 +91,7 @@ def _model_names(model_name: str) -> list[str]:
         names = [n for n in SHORT if n in registered]
         if not names:
             raise PromotionError(f"nothing to promote: neither {' nor '.join(SHORT)} is registered yet "
-                                 "(train first: genreclf train_rf / train_cnn, or mlflow run .)")
+                                 "(train first: genreclf train_rf / train_cnn / train_boost, or mlflow run .)")
         return names
     if model_name not in registered:
         raise PromotionError(f"model_name={model_name!r} is not a registered model; registered: "
@@ -157,7 +157,7 @@ def _check_data(name: str, version: str, covers, alias: str) -> None:
     tag = tags.get("data_digest", "")
     if not tag:
         raise PromotionError(f"{name} v{version} (@{alias}) has no data_digest tag, so it cannot be checked "
-                             "against this test split; re-register it with genreclf train_rf / train_cnn")
+                             "against this test split; re-register it with genreclf train_rf / train_cnn / train_boost")
     if not covers.digest.startswith(tag):
         hint = (f"; to start over on new data, remove the alias first: MlflowClient()."
                 f"delete_registered_model_alias({name!r}, {CHAMPION!r})") if alias == CHAMPION else ""
