@@ -40,6 +40,9 @@ def main(resolved) -> dict:
     models = compare.parse_models(cfg.models)
     curve_models = compare.parse_models(cfg.curve_models) if cfg.learning_curve else []
     sizes = parse_sizes(cfg.learning_curve) if cfg.learning_curve else []
+    if cfg.repeats < 1 or cfg.cnn_size < 16 or cfg.cnn_epochs < 1:  # before any expensive work
+        raise UserError(f"repeats={cfg.repeats}, cnn_epochs={cfg.cnn_epochs}: must be >= 1; "
+                        f"cnn_size={cfg.cnn_size}: must be >= 16")
     settings = compare.Settings(seed=data.seed, cnn_size=cfg.cnn_size, cnn_epochs=cfg.cnn_epochs)
     tracking.configure(data.experiment)
     start = time.perf_counter()
