@@ -91,6 +91,9 @@ def learning_curve_figure(curve: pd.DataFrame, title: str):
         ax.errorbar(part["train_per_genre"], part["accuracy"], capsize=4, marker="o", label=model,
                     yerr=[part["accuracy"] - part["accuracy_low"], part["accuracy_high"] - part["accuracy"]])
     ax.set_xscale("log")
+    sizes = sorted(curve["train_per_genre"].unique())
+    ax.set_xticks(sizes, [str(int(v)) for v in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("training covers per genre (at most; log scale)")
     ax.set_ylabel("test accuracy (mean, 95 % interval)")
     ax.set_title(title)
