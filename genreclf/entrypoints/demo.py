@@ -139,7 +139,8 @@ class Explorer:
         table = feature_table(values, stats)
         figure = feature_figure(values, stats, truth)
         text = insight_text(values, stats, rf_p, cnn_p, truth)
-        return (rgb, rf_p or self.rf.message, cnn_p or self.cnn.message, boost_p or self.boost.message, cam, figure, table, text,
+        return (rgb, rf_p or self.rf.message, cnn_p or self.cnn.message, boost_p or self.boost.message,
+                cam, figure, table, text,
                 {"rgb": rgb, "truth": truth}, "")
 
     def pick(self, key: str | None):

@@ -87,7 +87,8 @@ def _model_child(name: str, views, tables, settings, genres: list[str], parent: 
         scores = report.split_scores(records, len(genres))
         row = report.summary_row(name, compare.LABELS[name], scores, genres)
         for _, s in scores.iterrows():
-            tracking.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]}, step=int(s["split"]))
+            tracking.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]},
+                                 step=int(s["split"]))
         tracking.log_metrics({k: v for k, v in row.items() if isinstance(v, float)})
         tracking.log_table(scores.rename(columns={f"f1_{k}": f"f1_{g}" for k, g in enumerate(genres)}),
                            "evaluation/splits.csv")

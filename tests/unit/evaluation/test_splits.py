@@ -1,4 +1,4 @@
-"""Repeated splits: each a partition (disjoint, complete, stratified), deterministic per seed, different across seeds."""
+"""Repeated splits: each a disjoint stratified partition, deterministic per seed, different across seeds."""
 from __future__ import annotations
 
 import numpy as np
