@@ -46,7 +46,8 @@ def load_alias(name: str, alias: str):
 
 # --- promotion: challenger vs champion on the same held-out test split -----------------------------
 
-SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn", BOOST_MODEL_NAME: "boost"}  # prefixes of the promote run's metrics and tags
+# prefixes of the promote run's metrics and tags
+SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn", BOOST_MODEL_NAME: "boost"}
 BATCH = 64  # covers per predict call: bounded memory for large test splits
 
 
