@@ -3,3 +3,4 @@ __version__ = "0.1.0"
 
 RF_MODEL_NAME = "album-genre-rf"
 CNN_MODEL_NAME = "album-genre-cnn"
+BOOST_MODEL_NAME = "album-genre-boost"

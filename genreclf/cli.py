@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
              "interactive web demo (Gradio) on 127.0.0.1 backed by the registered models"),
     "bench": (("data", "bench"), "genreclf.entrypoints.bench:main",
               "measure every stage against its reference or bound; log to MLflow"),
+    "evaluate": (("data", "evaluate"), "genreclf.entrypoints.evaluate:main",
+                 "compare every model on repeated splits of one cover source: accuracy and macro-F1, mean and "
+                 "95 percent interval"),
+    "train_boost": (("data", "boost"), "genreclf.entrypoints.train_boost:main",
+                    "train the strongest offline model (RF + SVM on richer descriptors), register album-genre-boost"),
 }
 
 

@@ -120,6 +120,24 @@ class BenchConfig:
     stages: str = "all"               # comma-separated subset of the stages (features,pipeline,...,datalayer)
 
 
+@dataclass
+class BoostConfig:
+    seed: int = 42
+    n_jobs: int = -1
+    register: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    repeats: int = 5                  # repeated stratified splits (seeds seed, seed + 1, ...)
+    models: str = "majority,rf_reference,rf_ours,cnn,boost"
+    cnn_size: int = 64                # the from-scratch CNN's input side (small: 2 CPU cores)
+    cnn_epochs: int = 6
+    learning_curve: str = ""          # training covers per genre, e.g. 25,50,100 ("" = no curve; all is added)
+    curve_models: str = "rf_ours,boost"
+    speed_covers: int = 32            # covers timed for the feature-extraction speed ratio (0 = skip)
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "rf": RFConfig,
@@ -128,6 +146,8 @@ SECTIONS: dict[str, type] = {
     "promote": PromoteConfig,
     "serve": ServeConfig,
     "bench": BenchConfig,
+    "evaluate": EvaluateConfig,
+    "boost": BoostConfig,
 }
 
 
@@ -249,6 +269,14 @@ class Resolved:
     @property
     def bench(self) -> BenchConfig:
         return self.section("bench")
+
+    @property
+    def boost(self) -> BoostConfig:
+        return self.section("boost")
+
+    @property
+    def evaluate(self) -> EvaluateConfig:
+        return self.section("evaluate")
 
     def to_yaml(self) -> str:
         body = {name: dataclasses.asdict(cfg) for name, cfg in self.sections.items()}

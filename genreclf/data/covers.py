@@ -92,7 +92,7 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     idx, dups = _dedupe(idx, phash, labels, cfg.dedup_distance)
     report.update(dups)
     idx = _cap(idx, labels, content, cfg.per_genre, cfg.seed)
-    split = _split(idx, labels, content, genres, cfg)
+    split = split_assignment(idx, labels, content, genres, cfg)
     report["kept"] = int(len(idx))
     report["per_genre"] = {g: int((labels[idx] == k).sum()) for k, g in enumerate(genres)}
     digest = _digest(raw_digest, list(ids[idx]), list(split), cfg.seed, cfg.val_frac, cfg.test_frac)
@@ -242,7 +242,8 @@ def _cap(idx: np.ndarray, labels: np.ndarray, content: np.ndarray, per_genre: in
     return np.sort(np.array(keep, dtype=idx.dtype))
 
 
-def _split(idx, labels, content, genres, cfg: DataConfig) -> np.ndarray:
+def split_assignment(idx, labels, content, genres, cfg: DataConfig) -> np.ndarray:
+    """The split ("train", "val" or "test") of each cover of ``idx``: stratified per genre, keyed on content."""
     if not (0 < cfg.val_frac < 1 and 0 < cfg.test_frac < 1 and cfg.val_frac + cfg.test_frac < 1):
         raise DataError(f"val_frac={cfg.val_frac}, test_frac={cfg.test_frac}: each in (0, 1), sum < 1")
     split = np.empty(len(idx), dtype=object)

@@ -21,7 +21,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
+from genreclf import BOOST_MODEL_NAME, CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import DataConfig, Resolved, ServeConfig  # noqa: E402
 from genreclf.data.covers import load_covers  # noqa: E402
 from genreclf.data.images import BadImageError, decode_rgb  # noqa: E402
@@ -34,10 +34,10 @@ from genreclf.tracking import runs as tracking  # noqa: E402
 log = logging.getLogger(__name__)
 ALL = "All genres"
 GALLERY_MAX = 48  # thumbnails per filter; the dropdown lists every test cover
-TRAIN = {RF_MODEL_NAME: "train_rf", CNN_MODEL_NAME: "train_cnn"}
+TRAIN = {RF_MODEL_NAME: "train_rf", CNN_MODEL_NAME: "train_cnn", BOOST_MODEL_NAME: "train_boost"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # what every cover event returns, in this order (the components are wired in build_app)
-OUTPUTS = ("cover", "rf", "cnn", "gradcam", "figure", "table", "insight", "state", "note")
+OUTPUTS = ("cover", "rf", "cnn", "boost", "gradcam", "figure", "table", "insight", "state", "note")
 # covers are small (cache_size); let the browser scale them up to the frame instead of a thumbnail
 CSS = "#cover img, #gradcam-top img, #gradcam-pick img {width: 100%; height: 100%; object-fit: contain}"
 
@@ -102,13 +102,15 @@ def load_gallery(cfg: DataConfig) -> Gallery:
 class Explorer:
     """Everything a page event computes; one lock, since Grad-CAM hooks are not thread-safe."""
 
-    def __init__(self, rf: Slot, cnn: Slot, gallery: Gallery, size: int, max_upload_mb: float):
+    def __init__(self, rf: Slot, cnn: Slot, gallery: Gallery, size: int, max_upload_mb: float,
+                 boost: Slot | None = None):
         self.rf, self.cnn, self.gallery = rf, cnn, gallery
+        self.boost = boost or Slot(BOOST_MODEL_NAME, "", message=f"{BOOST_MODEL_NAME} is not loaded")
         self.size, self.max_mb = size, max_upload_mb
         self.lock = threading.Lock()
 
     def genres(self) -> list[str]:
-        for slot in (self.cnn, self.rf):
+        for slot in (self.cnn, self.rf, self.boost):
             if slot.model is not None:
                 return list(slot.model.genres)
         return list(self.gallery.genres)
@@ -129,6 +131,7 @@ class Explorer:
         """All outputs for one cover, in the order of ``OUTPUTS``."""
         with self.lock:
             rf_p, cnn_p = self.proba(self.rf, rgb), self.proba(self.cnn, rgb)
+            boost_p = self.proba(self.boost, rgb)
             cam = self.gradcam(rgb, max(cnn_p, key=lambda g: cnn_p[g]) if cnn_p else None)  # its top genre
             rf = self.rf.model
             values = (rf.features(rgb) if rf is not None
@@ -137,7 +140,8 @@ class Explorer:
         table = feature_table(values, stats)
         figure = feature_figure(values, stats, truth)
         text = insight_text(values, stats, rf_p, cnn_p, truth)
-        return (rgb, rf_p or self.rf.message, cnn_p or self.cnn.message, cam, figure, table, text,
+        return (rgb, rf_p or self.rf.message, cnn_p or self.cnn.message, boost_p or self.boost.message,
+                cam, figure, table, text,
                 {"rgb": rgb, "truth": truth}, "")
 
     def pick(self, key: str | None):
@@ -178,7 +182,8 @@ def status_text(ex: Explorer, data: DataConfig) -> str:
     lines = ["# Album cover → genre: explore the models",
              f"Models: **{ex.rf.title}** (Random Forest on 25 CV features) and **{ex.cnn.title}** (CNN). "
              f"Covers: test split of `{data.data}` ({len(ex.gallery.keys)} covers)."]
-    lines += [s.message for s in (ex.rf, ex.cnn) if s.message]
+    lines.append(f"Strongest offline model: **{ex.boost.title}** (forest + SVM on richer descriptors).")
+    lines += [s.message for s in (ex.rf, ex.cnn, ex.boost) if s.message]
     if ex.gallery.message:
         lines.append(ex.gallery.message)
     return "\n\n".join(lines)
@@ -188,7 +193,8 @@ def build_app(data: DataConfig, serve: ServeConfig) -> gr.Blocks:
     """The page, with models and covers loaded; launch it with :func:`launch`."""
     tracking.configure(data.experiment)  # the store MLFLOW_TRACKING_URI or ./mlflow.db names
     ex = Explorer(load_slot(RF_MODEL_NAME, serve.alias), load_slot(CNN_MODEL_NAME, serve.alias),
-                  load_gallery(data), data.cache_size, serve.max_upload_mb)
+                  load_gallery(data), data.cache_size, serve.max_upload_mb,
+                  boost=load_slot(BOOST_MODEL_NAME, serve.alias))
     genres = ex.genres()
     with gr.Blocks(title="genreclf demo", analytics_enabled=False) as app:
         gr.Markdown(status_text(ex, data), elem_id="status")
@@ -215,6 +221,8 @@ def build_app(data: DataConfig, serve: ServeConfig) -> gr.Blocks:
                 rf_label = gr.Label(label="Random Forest (CV features)", num_top_classes=len(genres) or None,
                                     elem_id="rf-pred")
                 cnn_label = gr.Label(label="CNN", num_top_classes=len(genres) or None, elem_id="cnn-pred")
+                boost_label = gr.Label(label="Boost (forest + SVM on descriptors)", num_top_classes=len(genres) or None,
+                                       elem_id="boost-pred")
             with gr.Column(scale=1, min_width=260):
                 gr.Markdown("### 4 · Grad-CAM")
                 cam_top = gr.Image(label="Grad-CAM: CNN's top genre", interactive=False, height=260,
@@ -232,7 +240,7 @@ def build_app(data: DataConfig, serve: ServeConfig) -> gr.Blocks:
         with gr.Accordion("What the 25 features measure", open=False):
             gr.Markdown("\n".join(f"- **{n}** ({features.GROUP_OF[n]}): {features.FEATURE_DOCS[n]}"
                                   for n in features.FEATURE_NAMES))
-        outputs = [cover, rf_label, cnn_label, cam_top, figure, table, insight, state, upload_msg]
+        outputs = [cover, rf_label, cnn_label, boost_label, cam_top, figure, table, insight, state, upload_msg]
         cover_key.change(ex.pick, cover_key, outputs)
         upload.upload(ex.upload, upload, outputs + [upload])
         pick_genre.change(ex.filter, pick_genre, [gallery, cover_key])

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
+from genreclf import BOOST_MODEL_NAME, CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import PromoteConfig, Resolved
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.data.images import encode
@@ -25,7 +25,8 @@ from genreclf.tracking import runs as tracking
 from genreclf.tracking.registry import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
-SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn"}  # prefixes of the promote run's metrics and tags
+# prefixes of the promote run's metrics and tags
+SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn", BOOST_MODEL_NAME: "boost"}
 BATCH = 64  # covers per predict call: bounded memory for large test splits
 
 
@@ -62,7 +63,7 @@ def model_names(model_name: str) -> list[str]:
         names = [n for n in SHORT if n in registered]
         if not names:
             raise PromotionError(f"nothing to promote: neither {' nor '.join(SHORT)} is registered yet "
-                                 "(train first: genreclf train_rf / train_cnn, or mlflow run .)")
+                                 "(train first: genreclf train_rf / train_cnn / train_boost, or mlflow run .)")
         return names
     if model_name not in registered:
         raise PromotionError(f"model_name={model_name!r} is not a registered model; registered: "
@@ -138,7 +139,7 @@ def check_data(name: str, version: str, covers: CoverSet, alias: str) -> None:
     tag = tags.get("data_digest", "")
     if not tag:
         raise PromotionError(f"{name} v{version} (@{alias}) has no data_digest tag, so it cannot be checked "
-                             "against this test split; re-register it with genreclf train_rf / train_cnn")
+                             "against this test split; re-register it with genreclf train_rf / train_cnn / train_boost")
     if not covers.digest.startswith(tag):
         hint = (f"; to start over on new data, remove the alias first: MlflowClient()."
                 f"delete_registered_model_alias({name!r}, {CHAMPION!r})") if alias == CHAMPION else ""

@@ -1,0 +1,104 @@
+"""Entry point ``evaluate``: every model side by side on repeated splits of one cover source.
+
+One parent run holds the comparison (``evaluation/summary.md`` + ``.csv``, ``comparison.png``, the
+optional learning curve, the feature-extraction speed ratio); each model gets a child run with its
+per-split scores, mean accuracy / macro-F1 with 95 % intervals, per-genre F1 and the confusion
+matrix summed over the splits' test folds. The table is printed as well. The measuring itself is
+``genreclf.evaluation``; this module logs and prints what it returns.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+
+from genreclf.config import EvaluateConfig, Resolved, as_flat_dict
+from genreclf.data.covers import CoverSet
+from genreclf.entrypoints.skeleton import entry_run, open_covers
+from genreclf.errors import UserError
+from genreclf.evaluation import compare, report
+from genreclf.evaluation.compare import Settings, Tables
+from genreclf.evaluation.curve import learning_curve, parse_sizes
+from genreclf.evaluation.splits import repeated_splits
+from genreclf.evaluation.tables import speed_ratio, tables_for
+from genreclf.metrics import confusion_figure
+from genreclf.tracking import runs as tracking
+
+log = logging.getLogger(__name__)
+
+
+def check(cfg: EvaluateConfig) -> tuple[list[str], list[str], list[int]]:
+    """(models, learning-curve models, learning-curve sizes); every parameter checked before any work."""
+    models = compare.parse_models(cfg.models)
+    curve_models = compare.parse_models(cfg.curve_models) if cfg.learning_curve else []
+    sizes = parse_sizes(cfg.learning_curve) if cfg.learning_curve else []
+    if cfg.repeats < 1 or cfg.cnn_size < 16 or cfg.cnn_epochs < 1:
+        raise UserError(f"repeats={cfg.repeats}, cnn_epochs={cfg.cnn_epochs}: must be >= 1; "
+                        f"cnn_size={cfg.cnn_size}: must be >= 16")
+    return models, curve_models, sizes
+
+
+def main(resolved: Resolved) -> dict:
+    data, cfg = resolved.data, resolved.evaluate
+    models, curve_models, sizes = check(cfg)
+    settings = Settings(seed=data.seed, cnn_size=cfg.cnn_size, cnn_epochs=cfg.cnn_epochs)
+    start = time.perf_counter()
+    covers = open_covers(resolved)
+    views = repeated_splits(covers, data, cfg.repeats)
+    with entry_run(resolved, covers, "evaluate", "evaluation", params=as_flat_dict(data, cfg)) as parent:
+        tables, blobs = tables_for(covers, data, set(models) | set(curve_models))
+        table = pd.DataFrame([model_child(name, views, tables, settings, covers.genres, parent) for name in models])
+        text = report.markdown(table, covers.genres)
+        log_comparison(table, text, covers, cfg.repeats)
+        speed = speed_ratio(blobs, cfg.speed_covers) if cfg.speed_covers > 0 else {}
+        tracking.log_metrics(speed)
+        if sizes:
+            curve = learning_curve(views, tables, settings, curve_models, sizes)
+            tracking.log_table(curve, "evaluation/learning_curve.csv")
+            tracking.log_figure(report.learning_curve_figure(curve, f"{covers.source}: learning curve"),
+                                "evaluation/learning_curve.png")
+        tracking.log_metrics({"evaluate_seconds": time.perf_counter() - start})
+    print_summary(text, speed, covers, views, cfg.repeats)
+    print(f"wall time {time.perf_counter() - start:.0f}s, run {parent}")
+    return {"run_id": parent, "table": table, "speed": speed}
+
+
+def log_comparison(table: pd.DataFrame, text: str, covers: CoverSet, repeats: int) -> None:
+    """The parent run's summary: markdown + CSV table, the bar plot, each model's mean scores."""
+    tracking.log_text(text + "\n", "evaluation/summary.md")
+    tracking.log_table(table, "evaluation/summary.csv")
+    title = f"{covers.source}: {len(covers)} covers, {repeats} splits"
+    tracking.log_figure(report.comparison_figure(table, title), "evaluation/comparison.png")
+    tracking.log_metrics({f"{r['model']}_{m}": r[m] for _, r in table.iterrows() for m in ("accuracy", "macro_f1")})
+
+
+def print_summary(text: str, speed: dict[str, float], covers: CoverSet, views: list, repeats: int) -> None:
+    print(f"{len(covers)} covers, {len(covers.genres)} genres, {repeats} repeated 70/15/15 splits "
+          f"(test folds of ~{len(views[0].indices('test'))} covers); mean [95 % interval]:")
+    print(text)
+    if speed:
+        print(f"feature extraction: ours {1000 * speed['features_ours_s_per_cover']:.1f} ms/cover, reference "
+              f"{1000 * speed['features_reference_s_per_cover']:.1f} ms/cover -> {speed['features_speed_ratio']:.1f}x "
+              f"faster ({int(speed['features_speed_covers'])} covers of this source)")
+
+
+def model_child(name: str, views: list, tables: Tables, settings: Settings, genres: list[str], parent: str) -> dict:
+    """Run one model on every split in its own child run; return its summary row."""
+    with tracking.start_run(name, "evaluate", name, parent_run_id=parent):
+        records = compare.run_model(name, views, tables, settings)
+        scores = report.split_scores(records, len(genres))
+        row = report.summary_row(name, compare.LABELS[name], scores, genres)
+        for _, s in scores.iterrows():
+            tracking.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]},
+                                 step=int(s["split"]))
+        tracking.log_metrics({k: v for k, v in row.items() if isinstance(v, float)})
+        tracking.log_table(scores.rename(columns={f"f1_{k}": f"f1_{g}" for k, g in enumerate(genres)}),
+                           "evaluation/splits.csv")
+        cm = report.confusion(records, len(genres))
+        tracking.log_json({"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted",
+                           "summed_over_splits": len(views)}, "evaluation/confusion_matrix.json")
+        tracking.log_figure(confusion_figure(cm, genres, f"{compare.LABELS[name]} - test folds of {len(views)} "
+                                             f"splits (accuracy {row['accuracy']:.1%})"),
+                            "evaluation/confusion_matrix.png")
+    return row

@@ -1,0 +1,66 @@
+"""evaluate end to end on generated covers: the printed table, the intervals, one child run per model."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from genreclf import config as C
+from genreclf.data.covers import load_covers
+from genreclf.entrypoints import evaluate
+from genreclf.errors import UserError
+from genreclf.evaluation.splits import repeated_splits
+
+DATA = {"data": "synthetic:12", "genres": "HipHop,Rock,Jazz", "cache_size": 48, "experiment": "evaluate-test"}
+TINY = {"repeats": 2, "cnn_size": 32, "cnn_epochs": 1, "learning_curve": "3", "speed_covers": 3}
+
+
+def resolved_for(**explicit) -> C.Resolved:
+    return C.Resolved("evaluate", C.resolve(None, {**DATA, **TINY, **explicit}, "data", "evaluate"))
+
+
+def test_evaluate_logs_table_intervals_and_child_runs(workdir, capsys):
+    result = evaluate.main(resolved_for())
+    printed = capsys.readouterr().out
+    table = result["table"]
+    assert list(table["model"]) == ["majority", "rf_reference", "rf_ours", "cnn", "boost"]
+    assert (table["splits"] == 2).all()
+    assert ((table["accuracy_low"] <= table["accuracy"]) & (table["accuracy"] <= table["accuracy_high"])).all()
+    assert ((0 <= table["accuracy_low"]) & (table["accuracy_high"] <= 1)).all()
+    majority = table.set_index("model").loc["majority"]
+    assert majority["accuracy"] == pytest.approx(1 / 3)  # balanced genres: the majority class is right 1 in 3
+    assert table.set_index("model").loc["rf_ours", "accuracy"] > 0.6  # generated genres are easy to tell apart
+    for line in ("| model | accuracy | macro-F1 | F1 HipHop | F1 Rock | F1 Jazz | s/split |",
+                 "| majority class | 33.3 % [33.3, 33.3] |", "feature extraction: ours", "wall time"):
+        assert line in printed, line
+    assert result["speed"]["features_speed_ratio"] > 0
+
+    client = mlflow.MlflowClient()
+    parent = client.get_run(result["run_id"])
+    files = {f.path for f in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert {"evaluation/summary.md", "evaluation/summary.csv", "evaluation/comparison.png",
+            "evaluation/learning_curve.png", "evaluation/learning_curve.csv"} <= files
+    assert parent.data.metrics["majority_accuracy"] == pytest.approx(1 / 3)
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.info.run_name for c in children) == sorted(table["model"])
+    boost = next(c for c in children if c.info.run_name == "boost")
+    assert {"accuracy", "accuracy_low", "accuracy_high", "macro_f1", "f1_Jazz"} <= set(boost.data.metrics)
+    cm = json.loads(open(client.download_artifacts(boost.info.run_id, "evaluation/confusion_matrix.json")).read())
+    assert sum(map(sum, cm["counts"])) == 2 * len(repeated_splits(
+        load_covers(C.DataConfig(**DATA)), C.DataConfig(**DATA), 1)[0].indices("test"))
+    curve = pd.read_csv(client.download_artifacts(parent.info.run_id, "evaluation/learning_curve.csv"))
+    assert set(curve["model"]) == {"rf_ours", "boost"} and curve["train_per_genre"].min() == 3
+
+
+@pytest.mark.parametrize("explicit, message", [
+    ({"models": "rf_ours,svm"}, "unknown model(s) ['svm']"),
+    ({"learning_curve": "10,many"}, "learning_curve='10,many'"),
+    ({"repeats": 0}, "repeats=0"),
+])
+def test_bad_parameters_are_clear_errors(workdir, explicit, message):
+    with pytest.raises(UserError) as err:
+        evaluate.main(resolved_for(**explicit))
+    assert message in str(err.value)

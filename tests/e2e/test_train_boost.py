@@ -1,0 +1,41 @@
+"""train_boost end to end: trains, registers album-genre-boost as @challenger, predicts encoded bytes
+through pyfunc like the other models, and promote (model_name=all) takes it."""
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from genreclf import BOOST_MODEL_NAME
+from genreclf import config as C
+from genreclf.data.covers import load_covers
+from genreclf.data.images import encode
+from genreclf.entrypoints import promote, train_boost
+
+DATA = {"data": "synthetic:14", "genres": "HipHop,Rock,Jazz", "cache_size": 48, "experiment": "boost-test"}
+
+
+def test_train_register_predict_and_promote(workdir):
+    result = train_boost.main(C.Resolved("train_boost", C.resolve(None, {**DATA, "n_jobs": 1}, "data", "boost")))
+    assert str(result["model_version"]) == "1" and result["test_accuracy"] > 0.6
+    client = mlflow.MlflowClient()
+    assert {k: str(v) for k, v in client.get_registered_model(BOOST_MODEL_NAME).aliases.items()} == {"challenger": "1"}
+
+    covers = load_covers(C.DataConfig(**{k: v for k, v in DATA.items()}), progress=False)
+    test = covers.indices("test")
+    model = mlflow.pyfunc.load_model(f"models:/{BOOST_MODEL_NAME}@challenger")
+    frame = model.predict(pd.DataFrame({"image": [encode(covers.images[i], "JPEG") for i in test]}))
+    columns = [f"p_{g}" for g in covers.genres]
+    assert list(frame.columns) == ["genre", *columns]
+    assert np.allclose(frame[columns].sum(axis=1), 1.0)
+    assert (frame["genre"] == [covers.genres[k] for k in covers.labels[test]]).mean() > 0.6
+    with pytest.raises(MlflowException, match="row 0: not a decodable image"):
+        model.predict(pd.DataFrame({"image": [b"not an image"]}))
+
+    decisions = promote.main(C.Resolved("promote", C.resolve(None, {**DATA, "model_name": "all"},
+                                                                      "data", "promote")))
+    assert decisions[BOOST_MODEL_NAME]["decision"] == "promoted"
+    aliases = client.get_registered_model(BOOST_MODEL_NAME).aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"challenger": "1", "champion": "1"}
