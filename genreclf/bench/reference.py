@@ -83,3 +83,8 @@ def extract_reference(data: bytes) -> np.ndarray:
     f["face_area_share"] = max((w * hh for _, _, w, hh in faces), default=0) / grey.size
     f["face_present"] = float(len(faces) > 0)
     return np.array([f[name] for name in FEATURE_NAMES], dtype=np.float64)
+
+
+def extract_reference_many(blobs: list[bytes]) -> np.ndarray:
+    """(N, 25) reference features of encoded covers, one after the other (a worker's share of a table)."""
+    return np.stack([extract_reference(b) for b in blobs])

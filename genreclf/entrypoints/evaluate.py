@@ -33,9 +33,9 @@ def check(cfg: EvaluateConfig) -> tuple[list[str], list[str], list[int]]:
     models = compare.parse_models(cfg.models)
     curve_models = compare.parse_models(cfg.curve_models) if cfg.learning_curve else []
     sizes = parse_sizes(cfg.learning_curve) if cfg.learning_curve else []
-    if cfg.repeats < 1 or cfg.cnn_size < 16 or cfg.cnn_epochs < 1:
+    if cfg.repeats < 1 or cfg.cnn_size < 32 or cfg.cnn_epochs < 1:  # 32: the CNN's own lower bound (cnn.fit)
         raise UserError(f"repeats={cfg.repeats}, cnn_epochs={cfg.cnn_epochs}: must be >= 1; "
-                        f"cnn_size={cfg.cnn_size}: must be >= 16")
+                        f"cnn_size={cfg.cnn_size}: must be >= 32")
     return models, curve_models, sizes
 
 

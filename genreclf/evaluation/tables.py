@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from genreclf.bench.reference import extract_reference
+from genreclf.bench.reference import extract_reference, extract_reference_many
 from genreclf.boost.model import descriptors_for
 from genreclf.config import DataConfig
 from genreclf.data.covers import cache_root
@@ -25,6 +25,9 @@ from genreclf.rf.features import FEATURE_NAMES, default_workers, extract_bytes, 
 
 log = logging.getLogger(__name__)
 REFERENCE_VERSION = 1  # bump when bench/reference.py changes
+# covers: below this the reference features are computed in this process. A worker process has to
+# import OpenCV and scikit-image first (seconds on a busy machine), more than a few covers cost.
+REFERENCE_PARALLEL_FROM = 64
 
 
 def encoded_covers(covers, data: DataConfig) -> list[bytes]:
@@ -42,10 +45,6 @@ def encoded_covers(covers, data: DataConfig) -> list[bytes]:
     return out  # type: ignore[return-value]
 
 
-def _reference_rows(blobs: list[bytes]) -> np.ndarray:
-    return np.stack([extract_reference(b) for b in blobs])
-
-
 def reference_table(covers, blobs: list[bytes]) -> np.ndarray:
     key = hashlib.sha256("|".join(covers.content).encode()).hexdigest()
     path = cache_root() / f"reference-v{REFERENCE_VERSION}-{key[:24]}.parquet"
@@ -53,10 +52,12 @@ def reference_table(covers, blobs: list[bytes]) -> np.ndarray:
         log.info("reference features from cache %s", path)
         return pd.read_parquet(path).to_numpy()
     chunks = [blobs[s:s + 32] for s in range(0, len(blobs), 32)]
-    if len(chunks) > 1 and default_workers() > 1:
-        parts = Parallel(n_jobs=min(default_workers(), len(chunks)))(delayed(_reference_rows)(c) for c in chunks)
+    if len(blobs) >= REFERENCE_PARALLEL_FROM and default_workers() > 1:
+        # the worker function lives in bench.reference, so a worker imports only the extractor's modules
+        parts = Parallel(n_jobs=min(default_workers(), len(chunks)))(delayed(extract_reference_many)(c)
+                                                                     for c in chunks)
     else:
-        parts = [_reference_rows(c) for c in chunks]
+        parts = [extract_reference_many(c) for c in chunks]
     table = pd.DataFrame(np.concatenate(parts), columns=FEATURE_NAMES)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     table.to_parquet(tmp)

@@ -56,6 +56,7 @@ def test_missing_models_are_a_message_and_the_rest_still_works(workdir):
     ex = demo.Explorer(rf, cnn, demo.load_gallery(DATA), DATA.cache_size, max_upload_mb=0.01)
     out = dict(zip(demo.OUTPUTS, ex.pick(ex.gallery.keys[0])))
     assert out["cover"].shape == (64, 64, 3) and out["rf"] == rf.message and out["gradcam"] is None
+    assert out["boost"] == ex.boost.message and ex.boost.model is None  # no boost slot given: a message
     table = out["table"]  # the features are still computed, only the training averages are missing
     assert len(table) == 25 and table["cover"].ne("–").all() and list(table.columns) == ["kind", "feature", "cover"]
     assert out["figure"].ndim == 3 and "No model is available" in out["insight"]
@@ -68,7 +69,7 @@ def test_missing_models_are_a_message_and_the_rest_still_works(workdir):
 
     app = demo.build_app(DATA, ServeConfig())
     status = next(b.value for b in app.blocks.values() if getattr(b, "elem_id", None) == "status")
-    assert "-e train_rf" in status and "-e train_cnn" in status
+    assert "-e train_rf" in status and "-e train_cnn" in status and "-e train_boost" in status
     app.close()
 
 
