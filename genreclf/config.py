@@ -90,6 +90,8 @@ class TuneConfig:
     space: str = ""                   # YAML search space (default experiments/space_<model>.yaml)
     cv_folds: int = 3
     seed: int = 42
+    heartbeat_interval: int = 60      # RDB storages: seconds between a running trial's heartbeats
+    grace_period: int = 300           # RDB storages: a trial silent this long is failed and retried
 
 
 @dataclass

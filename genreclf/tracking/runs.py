@@ -294,6 +294,13 @@ def active_experiment_name() -> str:
     return mlflow.get_experiment(mlflow.active_run().info.experiment_id).name
 
 
+def create_run(experiment: str, name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run: a tuning study's parent, that every worker then continues."""
+    exp = mlflow.get_experiment_by_name(experiment) or client().get_experiment(client().create_experiment(experiment))
+    run = client().create_run(exp.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+    return run.info.run_id
+
+
 def create_child_run(experiment: str, parent_run_id: str, name: str, tags: dict[str, Any]) -> str:
     """Create (not start) a run nested under ``parent_run_id``; a project step then fills it."""
     exp = mlflow.get_experiment_by_name(experiment)
