@@ -110,6 +110,15 @@ class ServeConfig:
 
 
 @dataclass
+class ScoreConfig:
+    model: str = "models:/album-genre-cnn@champion"
+    input: str = ""                   # folder of cover images (recursive) or parquet with a binary column 'image'
+    output: str = "predictions"       # folder: part-*.parquet + manifest.json (same output = resume)
+    chunk_size: int = 256             # covers per part file (the unit of progress and of resume)
+    experiment: str = "album-genre"   # MLflow experiment of the scoring run
+
+
+@dataclass
 class BenchConfig:
     sizes: str = "500,1000,2000"      # covers per measurement, for the scaling curve
     repeats: int = 3                  # the median of this many runs is reported
@@ -128,6 +137,7 @@ SECTIONS: dict[str, type] = {
     "promote": PromoteConfig,
     "serve": ServeConfig,
     "bench": BenchConfig,
+    "score": ScoreConfig,
 }
 
 
@@ -245,6 +255,10 @@ class Resolved:
     @property
     def serve(self) -> ServeConfig:
         return self.section("serve")
+
+    @property
+    def score(self) -> ScoreConfig:
+        return self.section("score")
 
     @property
     def bench(self) -> BenchConfig:
