@@ -115,6 +115,8 @@ class ScoreConfig:
     input: str = ""                   # folder of cover images (recursive) or parquet with a binary column 'image'
     output: str = "predictions"       # folder: part-*.parquet + manifest.json (same output = resume)
     chunk_size: int = 256             # covers per part file (the unit of progress and of resume)
+    engine: str = "local"             # local (resumable parts) | spark (mlflow spark_udf; see serving/spark_score.py)
+    spark_master: str = ""            # e.g. local[2]; empty: spark-submit's --master
     experiment: str = "album-genre"   # MLflow experiment of the scoring run
 
 

@@ -40,7 +40,11 @@ def main(resolved: Resolved) -> dict:
     cfg = resolved.section("score")
     if cfg.chunk_size < 1:
         raise ConfigError(f"chunk_size={cfg.chunk_size}: must be >= 1")
+    if cfg.engine not in {"local", "spark"}:
+        raise ConfigError(f"engine={cfg.engine!r}: expected local or spark")
     tracking.configure(cfg.experiment)
+    if cfg.engine == "spark":
+        return score_on_spark(cfg)
     source = batch.open_source(cfg.input)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,3 +76,20 @@ def main(resolved: Resolved) -> dict:
     log.info("scored %d covers, skipped %d (%s); predictions in %s", summary["n_scored"], summary["n_skipped"],
              summary["genre_counts"], out)
     return {"run_id": run_id, "output": str(out), **summary}
+
+
+def score_on_spark(cfg) -> dict:
+    """The same model through ``mlflow.pyfunc.spark_udf`` on Spark; the run logs the same summary."""
+    from genreclf.serving import spark_score
+    version = resolve_version(cfg.model)
+    with tracking.start_run(f"score-spark-{Path(cfg.input.rstrip('/')).name}", "score", "serving",
+                            tags={"scored_model": cfg.model, "scored_version": version, "engine": "spark"}) as run_id:
+        tracking.log_params({"model": cfg.model, "model_version": version, "input": cfg.input, "output": cfg.output,
+                             "engine": "spark", "spark_master": cfg.spark_master})
+        summary = spark_score.run(cfg)
+        tracking.log_metrics({"n_scored": summary["n_scored"], "n_skipped": summary["n_skipped"],
+                              **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
+        tracking.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
+    log.info("spark: scored %d covers, skipped %d (%s) -> %s", summary["n_scored"], summary["n_skipped"],
+             summary["genre_counts"], cfg.output)
+    return {"run_id": run_id, "output": cfg.output, **summary}
