@@ -135,13 +135,13 @@ def score_chunk(ids: list[str], data: list[bytes | None], predict: Callable[[pd.
     good, skipped = [], []
     for cid, raw in zip(ids, data):
         if raw is None:
-            skipped.append((cid, "cannot read the file"))
+            skipped.append([cid, "cannot read the file"])
             continue
         try:
             decode_rgb(raw, size=32, name=cid)  # one bad cover must not fail its whole chunk
             good.append((cid, raw))
         except BadImageError as exc:
-            skipped.append((cid, str(exc)))
+            skipped.append([cid, str(exc)])
     if not good:
         return pd.DataFrame({"id": []}), skipped
     frame = predict(pd.DataFrame({"image": [raw for _, raw in good]})).reset_index(drop=True)
