@@ -55,7 +55,14 @@ def store_dir(tracking_uri: str) -> Path:
 
 
 def storage_url(spec: str, study_name: str, tracking_uri: str) -> str:
-    return spec or str(store_dir(tracking_uri) / "optuna" / f"{study_name}.journal")
+    if spec:
+        return spec
+    path = store_dir(tracking_uri) / "optuna" / f"{study_name}.journal"
+    if "://" in tracking_uri and not tracking_uri.startswith(("sqlite:", "file:")):
+        # a tracking server has no folder of ours: the journal stays on this host
+        log.info("study %s: journal %s on this host; workers on other hosts need --storage postgresql://...",
+                 study_name, path)
+    return str(path)
 
 
 def is_rdb(url: str) -> bool:

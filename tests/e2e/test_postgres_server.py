@@ -133,3 +133,11 @@ def test_workers_on_postgres_through_tracking_server(postgres, tracking_server, 
     expected = mlflow.pyfunc.load_model(f"models:/{RF_MODEL_NAME}@champion").predict(
         pd.DataFrame({"image": [cover.read_bytes()]}))["genre"][0]
     assert res.stdout.split()[1] == expected
+
+    res = subprocess.run([str(BIN / "genreclf"), "score", "--model", f"models:/{RF_MODEL_NAME}@champion", "--input",
+                          str(client_dir), "--output", str(client_dir / "preds"), "--experiment", "pg-score"],
+                         cwd=client_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert list(pd.read_parquet(client_dir / "preds" / "part-00000.parquet")["genre"]) == [expected]
+    score_run = mlflow.search_runs(experiment_names=["pg-score"], output_format="list")
+    assert len(score_run) == 1 and score_run[0].data.metrics["n_scored"] == 1
