@@ -41,7 +41,7 @@ def resolve_version(model_uri: str) -> str:
 
 
 def main(resolved: Resolved) -> dict:
-    cfg = resolved.section("score")
+    cfg = resolved.score
     if cfg.chunk_size < 1:
         raise ConfigError(f"chunk_size={cfg.chunk_size}: must be >= 1")
     if cfg.engine not in {"local", "spark"}:
