@@ -9,7 +9,7 @@ CONFIG   ?= quickstart
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: run test check venv browser clean
+.PHONY: run test check venv browser postgres clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: sudo apt-get install chromium (the browser test will be skipped)"; fi; }
 
+# The PostgreSQL tests start their own throwaway cluster with Debian's server binaries; Spark needs a JRE.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v java >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    postgresql default-jre-headless >/dev/null; \
+	  else echo "postgresql/java missing: sudo apt-get install postgresql default-jre-headless"; fi; }
+
 run: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow run . --env-manager local --experiment-name album-genre \
 	  -P config=experiments/$(CONFIG).yaml
@@ -35,7 +42,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: check browser
+test: check browser postgres
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 clean:

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
              "the whole study: features -> train_rf -> train_cnn -> promote (reusing finished steps)"),
     "demo": (("data", "serve"), "genreclf.entrypoints.demo:main",
              "interactive web demo (Gradio) on 127.0.0.1 backed by the registered models"),
+    "score": (("score",), "genreclf.entrypoints.score:main",
+              "batch-classify a folder or parquet of covers with a registered model; resumable parquet parts"),
     "bench": (("data", "bench"), "genreclf.entrypoints.bench:main",
               "measure every stage against its reference or bound; log to MLflow"),
     "evaluate": (("data", "evaluate"), "genreclf.entrypoints.evaluate:main",

@@ -90,6 +90,8 @@ class TuneConfig:
     space: str = ""                   # YAML search space (default experiments/space_<model>.yaml)
     cv_folds: int = 3
     seed: int = 42
+    heartbeat_interval: int = 60      # RDB storages: seconds between a running trial's heartbeats
+    grace_period: int = 300           # RDB storages: a trial silent this long is failed and retried
 
 
 @dataclass
@@ -105,6 +107,17 @@ class ServeConfig:
     port: int = 7860
     alias: str = "champion"           # registry alias the demo loads both models by
     max_upload_mb: float = 10.0
+
+
+@dataclass
+class ScoreConfig:
+    model: str = "models:/album-genre-cnn@champion"
+    input: str = ""                   # folder of cover images (recursive) or parquet with a binary column 'image'
+    output: str = "predictions"       # folder: part-*.parquet + manifest.json (same output = resume)
+    chunk_size: int = 256             # covers per part file (the unit of progress and of resume)
+    engine: str = "local"             # local (resumable parts) | spark (mlflow spark_udf; see serving/spark_score.py)
+    spark_master: str = ""            # e.g. local[2]; empty: spark-submit's --master
+    experiment: str = "album-genre"   # MLflow experiment of the scoring run
 
 
 @dataclass
@@ -148,6 +161,7 @@ SECTIONS: dict[str, type] = {
     "bench": BenchConfig,
     "evaluate": EvaluateConfig,
     "boost": BoostConfig,
+    "score": ScoreConfig,
 }
 
 
@@ -265,6 +279,10 @@ class Resolved:
     @property
     def serve(self) -> ServeConfig:
         return self.section("serve")
+
+    @property
+    def score(self) -> ScoreConfig:
+        return self.section("score")
 
     @property
     def bench(self) -> BenchConfig:

@@ -20,6 +20,14 @@ BIN = Path(sys.executable).parent  # the console scripts (mlflow, genreclf) of t
 MLFLOW_RUN_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 
 
+def missing_engine(what: str) -> None:
+    """An engine a test needs (PostgreSQL, Java) is not installed: in CI that fails the run, since
+    `make test` installs it; elsewhere the test is skipped, with the reason in the summary (-ra)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (make test installs it when run as root)")
+    pytest.skip(what)
+
+
 def script(name: str) -> str:
     """The path of a console script installed next to this interpreter (never a hard-coded venv)."""
     return str(BIN / name)

@@ -40,10 +40,11 @@ from genreclf.rf.forest import fit_rf, importance_table, predict_proba
 from genreclf.serving import rf_model
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
+from genreclf.tuning.election import claim_refit, counts, elect_parent, refit_done_by_other
 from genreclf.tuning.objectives import make_objective, subset, without_test
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import DEFAULT_DIR, SearchSpace, load_space
-from genreclf.tuning.storage import finished, open_storage, redact, storage_url
+from genreclf.tuning.storage import finished, open_storage, redact, storage_url, study_lock
 from genreclf.tuning.study import bookkeeping_overhead, fingerprint, open_checked, run_search, share_cores
 
 log = logging.getLogger(__name__)
@@ -67,34 +68,38 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     uri = tracking.tracking_uri()
     name = tune.study_name or f"{kind}-{covers.digest[:8]}"
     url = storage_url(tune.storage, name, uri)
-    study = open_checked(name, open_storage(url, tune.n_workers), fingerprint(kind, resolved, space, covers))
+    storage = open_storage(url, tune.n_workers, heartbeat=tune.heartbeat_interval, grace=tune.grace_period)
+    lock = study_lock(url, name, uri)
+    with lock:  # workers on other hosts may be opening the same study right now
+        study = open_checked(name, storage, fingerprint(kind, resolved, space, covers))
     shared = share_cores(kind, resolved, tune.n_workers)  # the workers' settings (the refit gets all cores)
     objective, max_resource = make_objective(kind, shared, covers)  # warms the caches before workers start
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    parent = parent if parent and tracking.run_exists(parent) else None
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
+    parent, created = elect_parent(study, lock, project_run, resolved.data.experiment, f"tune-{name}")
     params = {"study_name": name, "storage": redact(url), "n_trials": tune.n_trials, "n_workers": tune.n_workers,
               "pruner": tune.pruner, "sampler": "TPESampler", "seed": tune.seed, "space": space.path,
               "cv_folds": tune.cv_folds}
-    # a continued study (parent run found) logged its cover set already
-    with entry_run(resolved, covers if parent is None else None, f"tune-{name}", kind, params=params,
-                   entry_point=f"tune_{kind}", run_id=parent or project_run,
+    # only the worker that created the parent run logs the cover set (a joining or resuming one finds it)
+    with entry_run(resolved, covers if created else None, f"tune-{name}", kind, params=params,
+                   entry_point=f"tune_{kind}", run_id=parent,
                    tags={"study_name": name, "tune_role": "study"}) as parent_id:
-        if project_run and project_run != parent_id:  # `mlflow run` resuming a study: point at its parent
+        if project_run and project_run != parent_id:  # `mlflow run` joining a study: point at its parent
             tracking.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
                                            "tune_role": "continuation", "mlflow.runName": f"tune-{name}-continued"})
-        study.set_user_attr("mlflow_parent_run_id", parent_id)
         tracking.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
         search = Search(kind, shared, name, url, parent_id, tune.n_trials,
                         time.time() + tune.timeout if tune.timeout > 0 else None, space.path, tune.n_workers)
         start, since = time.perf_counter(), datetime.datetime.now()
         run_search(search, study, objective, max_resource)
-        summary = summarise(study, time.perf_counter() - start, since, tune.n_workers)
-        tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-        log_plots(study)
-        summary.update(refit(kind, study, covers, resolved, space, name, parent_id))
+        if claim_refit(study, lock):  # one worker of all that shared the study summarises and refits
+            summary = summarise(study, time.perf_counter() - start, since, tune.n_workers)
+            tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            log_plots(study)
+            summary.update(refit(kind, study, covers, resolved, space, name, parent_id))
+        else:
+            summary = {**counts(study), **refit_done_by_other(parent_id)}
     log.info("study %s: %d finished (%d complete, %d pruned, %d failed), best value %s, test macro-F1 %s", name,
              summary["n_finished"], summary["n_complete"], summary["n_pruned"], summary["n_fail"],
              summary.get("best_value"), summary.get("test_macro_f1"))
@@ -102,11 +107,7 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
 
 
 def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_workers: int) -> dict:
-    trials = finished(study)
-    states = [t.state.name for t in trials]
-    out: dict[str, Any] = {"n_finished": len(trials), "n_complete": states.count("COMPLETE"),
-                           "n_pruned": states.count("PRUNED"),
-           "n_fail": states.count("FAIL"), "search_seconds": seconds,
+    out: dict[str, Any] = {**counts(study), "search_seconds": seconds,
            **bookkeeping_overhead(study, since=since, wall_s=seconds, n_workers=n_workers)}
     if out["n_complete"]:
         best = study.best_trial

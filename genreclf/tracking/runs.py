@@ -235,3 +235,8 @@ def log_new_params(params: dict[str, Any]) -> None:
     log_params({k: v for k, v in params.items() if k not in have})
 
 
+def create_run(experiment: str, name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run: a tuning study's parent, that every worker then continues."""
+    exp = mlflow.get_experiment_by_name(experiment) or client().get_experiment(client().create_experiment(experiment))
+    run = client().create_run(exp.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+    return run.info.run_id

@@ -3,11 +3,17 @@
 * Storage: a journal file next to the MLflow store by default (``<store dir>/optuna/<study>.journal``),
   or any RDB URL (PostgreSQL/MySQL share one study between hosts).
 * Budget: ``n_trials`` counts *finished* trials (COMPLETE + PRUNED + FAIL). A worker claims a slot
-  under a file lock (count finished + running, then ``ask``), so parallel workers on one host never
-  overshoot or duplicate.
+  under the study lock (count finished + running, then ``ask``), so parallel workers never overshoot
+  or duplicate. The study lock is a PostgreSQL advisory lock on PostgreSQL storages (one lock for
+  every host; the server drops it when a worker dies) and a file lock next to the journal otherwise
+  (one host). Optuna's ``MaxTrialsCallback`` alone would overshoot: it stops a worker only *after*
+  its trial, so N workers can each start one at ``n_trials - 1``.
 * Stale trials: a RUNNING trial whose worker process is gone (killed, OOM-killed) is marked FAIL,
-  its MLflow run closed and its parameters queued again - found through the host/pid each trial
-  records, and on RDB storages also through Optuna's heartbeat (workers on other hosts).
+  its MLflow run closed and its parameters queued again (``RetryFailedTrialCallback``) - found on
+  RDB storages through Optuna's heartbeat (workers on any host), on journal files through the
+  host/pid each trial records.
+* Schema: two workers opening a fresh PostgreSQL storage at once would both create Optuna's tables
+  (UniqueViolation); the first creates them under an advisory lock while the others wait.
 * MLflow from several processes: writes are serialised through a file lock when the store is
   SQLite, because two writers upgrading their locks at once get "database is locked" at once,
   whatever the busy timeout.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import optuna
 import psutil
+import sqlalchemy
 from optuna.trial import TrialState
 
 from genreclf.config import ConfigError
@@ -34,6 +42,7 @@ from genreclf.tuning.search import Search
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60          # RDB storages: a trial silent for GRACE_S is failed by the next worker
 GRACE_S = 300
+MAX_RETRY = 2             # a configuration whose worker died is run again at most this often
 RDB_PREFIXES = ("sqlite:", "postgresql", "mysql", "oracle", "mssql")
 
 
@@ -48,7 +57,14 @@ def store_dir(tracking_uri: str) -> Path:
 
 
 def storage_url(spec: str, study_name: str, tracking_uri: str) -> str:
-    return spec or str(store_dir(tracking_uri) / "optuna" / f"{study_name}.journal")
+    if spec:
+        return spec
+    path = store_dir(tracking_uri) / "optuna" / f"{study_name}.journal"
+    if "://" in tracking_uri and not tracking_uri.startswith(("sqlite:", "file:")):
+        # a tracking server has no folder of ours: the journal stays on this host
+        log.info("study %s: journal %s on this host; workers on other hosts need --storage postgresql://...",
+                 study_name, path)
+    return str(path)
 
 
 def is_rdb(url: str) -> bool:
@@ -59,7 +75,8 @@ def redact(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def open_storage(url: str, n_workers: int = 1, store: FileLock | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str, n_workers: int = 1, store: FileLock | None = None, heartbeat: int = HEARTBEAT_S,
+                 grace: int = GRACE_S) -> optuna.storages.BaseStorage:
     """The study's storage; ``store`` is the MLflow store lock for closing the runs of stale trials."""
     if not is_rdb(url):
         path = Path(url.removeprefix("journal:")).resolve()
@@ -68,16 +85,83 @@ def open_storage(url: str, n_workers: int = 1, store: FileLock | None = None) ->
     if url.startswith("sqlite:") and n_workers > 1:
         raise ConfigError(f"storage={url}: SQLite cannot take {n_workers} concurrent workers without "
                           "'database is locked' errors; leave storage empty (journal file) or use PostgreSQL/MySQL")
+    if heartbeat < 1 or grace <= heartbeat:
+        raise ConfigError(f"heartbeat_interval={heartbeat}, grace_period={grace}: need 1 <= heartbeat_interval "
+                          "< grace_period (a live worker must beat at least once per grace period)")
+    on_stale = functools.partial(_after_stale, store=store, why=f"no heartbeat for {grace} s: its worker is gone")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), schema_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              failed_trial_callback=functools.partial(_after_stale, store=store))
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
+                                              failed_trial_callback=on_stale)
     except ImportError as exc:
         raise ConfigError(f"storage={redact(url)}: database driver missing ({exc}); e.g. "
                           "pip install psycopg2-binary (PostgreSQL) or PyMySQL (mysql+pymysql://)") from None
     except Exception as exc:  # sqlalchemy errors: unreachable host, bad credentials, bad URL
         raise ConfigError(f"cannot open Optuna storage {redact(url)}: {type(exc).__name__}: {exc}") from None
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for ``name`` (stable across hosts and Python versions)."""
+    return int.from_bytes(hashlib.sha256(f"genreclf:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+class AdvisoryLock:
+    """A PostgreSQL session-level advisory lock: one lock for workers on every host. Its connection
+    lives as long as the lock object; the server releases the lock when the holder's connection dies
+    (a killed worker never leaves it held)."""
+
+    def __init__(self, url: str, name: str):
+        self.key, self._held = _lock_key(name), False
+        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self._conn: sqlalchemy.Connection | None = None
+
+    def acquire(self) -> None:
+        if self._held:
+            return
+        if self._conn is None:
+            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        self._held = True
+
+    def release(self) -> None:  # idempotent, like FileLock.release
+        if self._held and self._conn is not None:
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self._held = False
+
+    def close(self) -> None:
+        self.release()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class schema_lock:
+    """Hold the advisory lock for Optuna's schema while a PostgreSQL storage is opened (creates tables)."""
+
+    def __init__(self, url: str):
+        self._lock = AdvisoryLock(url, "optuna-schema") if is_postgres(url) else None
+
+    def __enter__(self):
+        if self._lock is not None:
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            self._lock.close()
 
 
 def make_pruner(name: str, n_trials: int, max_resource: int) -> optuna.pruners.BasePruner:
@@ -108,6 +192,11 @@ def open_study(search: Search, storage, max_resource: int) -> optuna.Study:
 
 def used_slots(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() or t.state == TrialState.RUNNING)
+
+
+def queued(study: optuna.Study) -> int:
+    """Trials waiting to run: retries of failed ones (``RetryFailedTrialCallback``, an interrupted trial)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def finished(study: optuna.Study) -> list:
@@ -148,8 +237,17 @@ def store_lock(tracking_uri: str) -> FileLock:
     return FileLock(Path(tracking_uri[len("sqlite:///"):]).resolve().with_suffix(".genreclf-lock") if sqlite else None)
 
 
-def slot_lock(search: Search, tracking_uri: str) -> FileLock:
-    return FileLock(store_dir(tracking_uri) / "optuna" / f"{search.study_name}.slots-lock")
+StudyLock = FileLock | AdvisoryLock  # one host (file) or every host (PostgreSQL)
+
+
+def study_lock(storage: str, study_name: str, tracking_uri: str) -> StudyLock:
+    """The lock under which workers claim trial slots, elect the parent run and the refit."""
+    if is_postgres(storage):
+        return AdvisoryLock(storage, f"study:{study_name}")
+    if is_rdb(storage):  # MySQL & co: no advisory lock here yet; exact only for workers on this host
+        log.warning("storage %s: the trial budget is exact only for workers on this host "
+                    "(use PostgreSQL for workers on several hosts)", redact(storage))
+    return FileLock(store_dir(tracking_uri) / "optuna" / f"{study_name}.slots-lock")
 
 
 # ---------------------------------------------------------------- stale trials
@@ -165,30 +263,42 @@ def _alive(worker: dict) -> bool:
 
 
 def reap_stale(study: optuna.Study, rdb: bool, store: FileLock | None = None) -> int:
-    """Fail RUNNING trials whose worker on this host is gone. Call it holding the slot lock: a trial
-    without a worker record was then created by a process that died before writing it."""
+    """Fail RUNNING trials whose worker is gone; call it holding the study lock.
+
+    RDB storages: Optuna's heartbeat (any host). Journal files: the host/pid each trial records - a
+    trial without a worker record was created by a process that died before writing it.
+    """
+    if rdb:
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # runs _after_stale on each one it fails
+        return len(before - {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))})
     host, n = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker")
-        if worker is None and rdb:
-            continue  # may be a live worker on another host between ask() and its first write
         if worker is not None and (worker.get("host") != host or _alive(worker)):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
         except (ValueError, RuntimeError):  # another worker got there first
             continue
-        log.warning("trial %d: its worker (%s) is gone; marked FAIL and queued again", t.number, worker)
-        _after_stale(study, t, store)
+        _after_stale(study, study.get_trials(deepcopy=False)[t.number], store, "worker process died")
         n += 1
     return n
 
 
-def _after_stale(study: optuna.Study, trial, store: FileLock | None = None) -> None:
+def _after_stale(study: optuna.Study, trial, store: FileLock | None = None, why: str = "worker process died") -> None:
     """Close the dead trial's MLflow run and give its configuration another chance."""
+    log.warning("trial %d (worker %s) marked FAIL: %s; queued again", trial.number, trial.user_attrs.get("worker"), why)
     run_id = trial.user_attrs.get("mlflow_run_id")
     with store or FileLock(None):
         if run_id and tracking.run_exists(run_id):
-            tracking.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": "worker process died"})
+            tracking.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": why})
     if trial.params:
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, trial)
+
+
+def retried_from(trial) -> int | None:
+    """The number of the failed trial this one retries (None for a fresh trial)."""
+    return optuna.storages.RetryFailedTrialCallback.retried_trial_number(trial)

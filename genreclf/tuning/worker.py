@@ -4,7 +4,7 @@ A trial records which process runs it (host, pid), samples its configuration fro
 opens a child run of the study's parent run, reports every step (per-step metrics to MLflow, the
 value to Optuna's pruner) and closes with tags ``trial_number`` / ``optuna_state`` and its timings.
 An exception, a NaN or an out-of-memory error makes it FAIL; the worker goes on with the next one.
-Storage, budget, stale trials and locks: ``tune_storage.py``.
+Storage, budget, stale trials and locks: ``tuning/storage.py``.
 """
 from __future__ import annotations
 
@@ -25,17 +25,22 @@ from genreclf.tuning.search import Search
 from genreclf.tuning.space import SearchSpace, load_space
 from genreclf.tuning.storage import (
     FileLock,
+    StudyLock,
+    finished,
     is_rdb,
     open_storage,
     open_study,
+    queued,
     reap_stale,
-    slot_lock,
     store_lock,
+    study_lock,
     used_slots,
     worker_record,
 )
 
 log = logging.getLogger(__name__)
+FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+WAIT_S = 1.0  # how often a worker with no free slot looks again
 
 
 # ---------------------------------------------------------------- one trial = one child run
@@ -84,7 +89,7 @@ class TrialRun:
                 self._cm.__exit__(type(exc), exc, exc.__traceback__)
 
 
-def run_trial(trial: optuna.Trial, search: Search, space: SearchSpace, objective: Callable, slots: FileLock,
+def run_trial(trial: optuna.Trial, search: Search, space: SearchSpace, objective: Callable, slots: StudyLock,
               store: FileLock) -> float:
     t0 = time.perf_counter()
     try:
@@ -131,22 +136,35 @@ def _free_memory() -> None:
 
 # ---------------------------------------------------------------- the worker loop
 def work(search: Search, objective: Callable, max_resource: int, on_trial: Callable[[], None] | None = None) -> int:
-    """Run trials until the study holds ``n_trials`` finished ones or the deadline passes."""
+    """Run trials until the study holds ``n_trials`` finished ones or the deadline passes.
+
+    When every slot is taken but some trial still runs elsewhere (another worker, maybe on another
+    host), wait for it: it may die, and then this worker fails it (heartbeat) and runs its retry. A
+    queued retry always runs: if the dead trial was found only after every other slot was used, the
+    retry is one trial over ``n_trials`` rather than a configuration silently never run.
+    """
     uri = tracking.configure(search.resolved.data.experiment)
     if search.kind == "cnn" and search.n_workers > 1:  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.n_workers))
     space = load_space(search.space_path, type(search.resolved.section(search.kind)))
-    slots, store, done = slot_lock(search, uri), store_lock(uri), 0
-    study = open_study(search, open_storage(search.storage, search.n_workers, store), max_resource)
+    slots, store, done = study_lock(search.storage, search.study_name, uri), store_lock(uri), 0
+    tune = search.tune
+    study = open_study(search, open_storage(search.storage, search.n_workers, store, tune.heartbeat_interval,
+                                            tune.grace_period), max_resource)
+    stop_at = optuna.study.MaxTrialsCallback(search.n_trials, states=FINISHED_STATES)
     while search.deadline is None or time.time() < search.deadline:
         slots.acquire()
         try:
             reap_stale(study, is_rdb(search.storage), store)
-            if used_slots(study) >= search.n_trials:
-                break
+            if used_slots(study) >= search.n_trials and not queued(study):
+                if len(finished(study)) >= search.n_trials:
+                    break
+                slots.release()
+                time.sleep(WAIT_S)  # a trial runs elsewhere: wait for it to finish or to be failed
+                continue
             # a full gc costs ~0.3 s: worth it between CNN trials (tensors in cycles), not between forests
-            study.optimize(lambda t: run_trial(t, search, space, objective, slots, store),
-                           n_trials=1, catch=(Exception,), gc_after_trial=search.kind == "cnn")
+            study.optimize(lambda t: run_trial(t, search, space, objective, slots, store), n_trials=1,
+                           catch=(Exception,), gc_after_trial=search.kind == "cnn", callbacks=[stop_at])
         finally:
             slots.release()
         done += 1

@@ -238,7 +238,8 @@ def test_killed_study_resumes_with_two_workers_to_exactly_n_trials(workdir):
     assert sorted(t.number for t in study.trials) == list(range(8))  # no trial lost, none twice
     assert all(t.state.is_finished() for t in study.trials)
     assert [t.number for t in study.trials if t.state.name == "FAIL"] == [killed.number]
-    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == killed.number]
+    retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number
+    retry = [t for t in study.trials if retried(t) == killed.number]
     assert len(retry) == 1 and retry[0].params == killed.params  # the interrupted configuration ran again
     resumed = [t for t in study.trials if t.number > killed.number]
     assert len({t.user_attrs["worker"]["pid"] for t in resumed}) == 2  # both workers ran trials

@@ -1,0 +1,62 @@
+"""Agreements between the workers of one study, whichever host they run on.
+
+Workers agree through the study's user attributes in the Optuna storage, read and written under the
+study lock (``storage.study_lock``: an advisory lock on PostgreSQL, so workers on every host):
+
+* ``mlflow_parent_run_id``: the study's one MLflow parent run - whoever starts first creates it;
+* ``refit_claim``: which worker refits the best trial - the first to see the study finished.
+"""
+from __future__ import annotations
+
+import logging
+
+import optuna
+
+from genreclf.tracking import runs as tracking
+from genreclf.tuning.storage import finished, worker_record
+
+log = logging.getLogger(__name__)
+
+
+def elect_parent(study: optuna.Study, lock, candidate: str | None, experiment: str, name: str) -> tuple[str, bool]:
+    """The study's one MLflow parent run, whoever starts first: (run id, whether this process created it).
+
+    Workers agree through the study's user attribute ``mlflow_parent_run_id`` in the Optuna storage,
+    read and written under the study lock (an advisory lock on PostgreSQL: workers on every host).
+    ``candidate`` (the `mlflow run` project run) becomes the parent if the study has none yet.
+    """
+    with lock:
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent and tracking.run_exists(parent):
+            return parent, False
+        parent = candidate or tracking.create_run(experiment, name, {"tune_role": "study"})
+        study.set_user_attr("mlflow_parent_run_id", parent)
+        return parent, True
+
+
+def claim_refit(study: optuna.Study, lock) -> bool:
+    """Whether this worker refits: the first to finish claims the current best trial (study attribute
+    ``refit_claim``); the others, and a resume whose best has not changed, leave it."""
+    if not any(t.state.name == "COMPLETE" for t in finished(study)):
+        return True  # nothing to refit: summarise() and refit() say so
+    with lock:
+        best = study.best_trial.number
+        claim = study.user_attrs.get("refit_claim")
+        if claim is not None and claim.get("trial") == best:
+            log.info("trial %d is refitted by %s", best, claim.get("worker"))
+            return False
+        study.set_user_attr("refit_claim", {"trial": best, "worker": worker_record()})
+        return True
+
+
+def counts(study: optuna.Study) -> dict:
+    states = [t.state.name for t in finished(study)]
+    return {"n_finished": len(states), "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
+            "n_fail": states.count("FAIL")}
+
+
+def refit_done_by_other(parent_id: str) -> dict:
+    """What the parent run records of the refit another worker made (nothing yet, if it still runs)."""
+    parent = tracking.get_run(parent_id).data
+    return {**{k: v for k, v in parent.metrics.items() if k.startswith("test_")},
+            "refit_run_id": parent.tags.get("refit_run_id"), "model_version": parent.tags.get("refit_model_version")}
