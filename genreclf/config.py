@@ -10,6 +10,8 @@ equal to the built-in default is treated as "not given" and does not override th
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,49 @@ class BenchConfig:
     rest_requests: int = 64           # fixed number of REST requests of the bounded load
 
 
+INF = math.inf
+# Allowed values, checked by build() with an error naming the parameter and its range: (low, high),
+# both inclusive; "nonempty" for strings that must name something. Floats must also be finite.
+BOUNDS: dict[type, dict[str, tuple | str]] = {
+    DataConfig: {"data": "nonempty", "experiment": "nonempty", "per_genre": (0, INF), "seed": (0, 2**32 - 1),
+                 "val_frac": (0.01, 0.9), "test_frac": (0.01, 0.9), "cache_size": (16, 2048),
+                 "dedup_distance": (0, 64)},
+    RFConfig: {"n_estimators": (1, 100_000), "max_depth": (0, 10_000), "min_samples_leaf": (1, INF),
+               "seed": (0, 2**32 - 1), "n_jobs": (-1, 1024)},
+    CNNConfig: {"lp_epochs": (0, 10_000), "epochs": (1, 10_000), "batch_size": (2, 4096), "lr": (1e-8, 10.0),
+                "backbone_lr_mult": (0.0, 100.0), "weight_decay": (0.0, 10.0), "warmup_epochs": (0, 10_000),
+                "label_smoothing": (0.0, 0.99), "image_size": (32, 1024), "aug_scale_min": (0.01, 1.0),
+                "patience": (0, 10_000), "workers": (-1, 256), "seed": (0, 2**32 - 1),
+                "gradcam_per_genre": (0, 1000), "max_steps_per_epoch": (0, INF)},
+    TuneConfig: {"n_trials": (1, 100_000), "timeout": (0.0, INF), "n_workers": (1, 256), "cv_folds": (2, 100),
+                 "seed": (0, 2**32 - 1)},
+    PromoteConfig: {"model_name": "nonempty", "margin": (-1.0, 1.0), "metric": "nonempty"},
+    ServeConfig: {"host": "nonempty", "port": (1, 65535), "alias": "nonempty", "max_upload_mb": (0.01, 1024.0)},
+    BenchConfig: {"repeats": (1, 1000), "image_size": (32, 1024), "batch_size": (1, 4096),
+                  "rest_requests": (1, 100_000)},
+}
+NOT_ZERO = {(RFConfig, "n_jobs"): "-1 (all cores) or a count >= 1"}
+
+
+def check_bounds(cfg) -> None:
+    """Raise a ConfigError naming the first parameter of ``cfg`` outside its allowed values."""
+    cls = type(cfg)
+    for name, rule in BOUNDS.get(cls, {}).items():
+        value = getattr(cfg, name)
+        if rule == "nonempty":
+            if not str(value).strip():
+                raise ConfigError(f"parameter {name}={value!r}: must not be empty")
+            continue
+        low, high = rule
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"parameter {name}={value!r}: must be a finite number in [{low}, {high}]")
+        if not low <= value <= high:
+            allowed = f">= {low}" if high == INF else f"[{low}, {high}]"
+            raise ConfigError(f"parameter {name}={value!r}: allowed range is {allowed}")
+        if (cls, name) in NOT_ZERO and value == 0:
+            raise ConfigError(f"parameter {name}=0: use {NOT_ZERO[(cls, name)]}")
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "rf": RFConfig,
@@ -134,9 +179,11 @@ def read_yaml(p: Path, what: str, example: str) -> Any:
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p} (expected e.g. {example})")
     try:
-        return yaml.safe_load(p.read_text()) or {}
+        return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not a text file (not UTF-8); expected YAML") from None
 
 
 def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
@@ -150,6 +197,10 @@ def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
     unknown = set(raw) - set(SECTIONS) - {"description"}
     if unknown:
         raise ConfigError(f"config file {p}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    for name, body in raw.items():
+        if name != "description" and body is not None and not isinstance(body, dict):
+            raise ConfigError(f"config file {p}: section {name!r} must be a mapping of parameters, "
+                              f"got a {type(body).__name__}")
     return {k: v or {} for k, v in raw.items() if k != "description"}
 
 
@@ -166,8 +217,12 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
                 return low in {"true", "1", "yes"}
             return bool(value)
         if isinstance(default, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)  # `epochs: 2.7` is not silently 2
             return int(value)
         if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         return str(value)
     except (TypeError, ValueError):
@@ -189,7 +244,9 @@ def build(cls: type, file_section: dict[str, Any] | None = None, explicit: dict[
         val = _coerce(cls, key, val)
         if val != getattr(defaults, key) or key not in values:
             values[key] = val
-    return dataclasses.replace(defaults, **values)
+    resolved = dataclasses.replace(defaults, **values)
+    check_bounds(resolved)
+    return resolved
 
 
 def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: str) -> dict[str, Any]:
@@ -198,12 +255,21 @@ def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: s
     return {name: build(SECTIONS[name], sections.get(name), explicit) for name in section_names}
 
 
+def redact(value: Any) -> Any:
+    """A URL's password (``scheme://user:secret@host``) replaced by ``***``; other values unchanged.
+
+    Used wherever a configuration is written (the run's config.yaml, logged parameters)."""
+    if isinstance(value, str):
+        return re.sub(r"://([^:/@\s]*):[^@/\s]*@", r"://\1:***@", value)
+    return value
+
+
 def as_flat_dict(*configs) -> dict[str, Any]:
     """Flatten dataclasses for logging as MLflow params (section-prefixed only on collisions)."""
     out: dict[str, Any] = {}
     for cfg in configs:
         for key, val in dataclasses.asdict(cfg).items():
-            out[key if key not in out else f"{type(cfg).__name__.lower()}.{key}"] = val
+            out[key if key not in out else f"{type(cfg).__name__.lower()}.{key}"] = redact(val)
     return out
 
 
@@ -249,5 +315,5 @@ class Resolved:
         return self.section("bench")
 
     def to_yaml(self) -> str:
-        body = {name: dataclasses.asdict(cfg) for name, cfg in self.sections.items()}
+        body = {name: {k: redact(v) for k, v in dataclasses.asdict(cfg).items()} for name, cfg in self.sections.items()}
         return yaml.safe_dump({"entry_point": self.entry_point, **body}, sort_keys=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from genreclf.errors import UserError
+from genreclf.tracking import owner
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ def load(run_id: str) -> dict:
         run = tracking.get_run(run_id)
     except Exception as exc:  # MlflowException for unknown ids, ValueError for malformed ones
         raise ResumeError(f"resume={run_id!r}: no such run in this tracking store ({exc})") from None
+    if run.info.status == "RUNNING" and owner.owner_alive(run.data.tags):
+        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} is still being trained by process "
+                          f"{run.data.tags.get('owner_pid')} on {run.data.tags.get('owner_host')}; stop that "
+                          f"process (or let it finish) before resuming, or two trainings would write one run")
     if run.info.status == "FINISHED":
         raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} already finished; nothing to resume")
     if TAG not in run.data.tags:
@@ -54,7 +59,13 @@ def load(run_id: str) -> dict:
                           f"(it stopped before its first epoch ended); start a new run instead")
     with tempfile.TemporaryDirectory() as tmp:
         last = tracking.download(f"runs:/{run_id}/checkpoints/last.pt", tmp)
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+            ckpt["state"]["best_epoch"], ckpt["epoch"], ckpt["model"]  # noqa: B018 - the keys resume needs
+        except Exception as exc:  # truncated zip, foreign file, wrong layout: torch raises many types
+            raise ResumeError(f"resume={run_id!r}: checkpoints/last.pt is damaged or not a genreclf checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                              f"start a new run") from None
         best = None
         if ckpt["state"]["best_epoch"] >= 0:
             try:

@@ -102,6 +102,17 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: nothing trained is worth logging or registering."""
+
+
+def check_finite(epoch: int, train_loss: float, val_loss: float, cfg: CNNConfig) -> None:
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: train loss {train_loss}, val loss "
+                               f"{val_loss} (lr={cfg.lr}); lower lr, raise warmup_epochs, or check the covers. "
+                               f"No model was logged or registered.")
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer, lr_scheduler, criterion, device, autocast,
                     scaler, prepare: Callable, max_steps: int = 0, desc: str = "train") -> dict[str, float]:
     """One pass over ``loader`` (the caller sets train/eval modes). Losses stay on the device: no per-step sync."""
@@ -235,6 +246,7 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
             metrics = train_one_epoch(net, train_dl, optimizer, lr_scheduler, criterion, device, autocast, scaler,
                                       prepare, steps, desc=f"epoch {epoch}" + (" (head)" if net is head else ""))
             proba, y, val_loss = evaluate(net, val_dl, device, autocast, prepare, views)
+            check_finite(epoch, metrics["train_loss"], val_loss, cfg)
             val = classification_metrics(y, proba, covers.genres, "val")
             metrics.update(val_loss=val_loss, val_accuracy=val["val_accuracy"], val_macro_f1=val["val_macro_f1"],
                            lr=optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - start)

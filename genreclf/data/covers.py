@@ -23,11 +23,12 @@ from scipy.fft import dctn
 from tqdm.auto import tqdm
 
 from genreclf.config import DataConfig
+from genreclf.data import cachefiles
 from genreclf.data.images import BadImageError, decode_rgb
 from genreclf.data.sources import DataError, open_source, select_genres
 
 log = logging.getLogger(__name__)
-DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused
+DECODE_VERSION = 2  # bump when decode_rgb changes, so old caches are not reused
 SPLITS = ("train", "val", "test")
 
 
@@ -75,12 +76,12 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     images, phash, ok = _decoded(raw_digest, blobs, ids, cfg.cache_size, progress)
     del blobs
     ids, labels, content = np.array(ids), np.array(labels, dtype=np.int64), content
-    skipped = [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
-               for i, r in enumerate(ok) if r]
+    skipped = list(source.unused) + [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
+                                     for i, r in enumerate(ok) if r]
     keep = np.array([not r for r in ok])
     report = {"read": int(len(ids)), "skipped": len(skipped), "skipped_files": skipped}
     if skipped:
-        log.warning("skipped %d undecodable file(s), e.g. %s", len(skipped), skipped[0])
+        log.warning("skipped %d file(s) (unreadable, not used or undecodable), e.g. %s", len(skipped), skipped[0])
 
     idx = np.flatnonzero(keep)
     idx, dups = _dedupe(idx, phash, labels, cfg.dedup_distance)
@@ -113,10 +114,11 @@ def _decoded(digest: str, blobs: list[bytes], ids: list[str], size: int, progres
     """Decoded covers + perceptual hashes + per-file skip reasons, from the cache when possible."""
     base = cache_root() / f"covers-{digest[:20]}"
     npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
-    if npy.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        log.info("decoded covers from cache %s", npy)
-        return np.load(npy, mmap_mode="r"), np.array(info["phash"], dtype=np.uint64), info["skipped"]
+    if npy.exists() or meta.exists():
+        try:
+            return _cached(npy, meta, len(blobs), size)
+        except cachefiles.Damaged as exc:
+            cachefiles.rebuilding(npy, exc)
     images = np.zeros((len(blobs), size, size, 3), dtype=np.uint8)
     reasons = [""] * len(blobs)
 
@@ -129,11 +131,26 @@ def _decoded(digest: str, blobs: list[bytes], ids: list[str], size: int, progres
         list(tqdm(pool.map(work, range(len(blobs))), total=len(blobs), desc="decoding covers",
                   disable=not progress, leave=False))
     phash = phash64(images)
-    tmp = npy.with_suffix(".tmp.npy")
-    np.save(tmp, images)
-    os.replace(tmp, npy)  # atomic: a killed run never leaves a half-written cache behind
-    meta.write_text(json.dumps({"phash": [int(h) for h in phash], "skipped": reasons, "size": size}))
+    # the .npy first, then the meta JSON with its checksum: the meta is the entry's commit record
+    cachefiles.write_atomic(npy, lambda f: np.save(f, images))
+    cachefiles.write_json_atomic(meta, {"phash": [int(h) for h in phash], "skipped": reasons, "size": size,
+                                        "n": len(blobs), "sha256": cachefiles.sha256_file(npy)})
     return np.load(npy, mmap_mode="r"), phash, reasons
+
+
+def _cached(npy: Path, meta: Path, n: int, size: int):
+    """The cache entry, or Damaged: zeroed rows, truncation, a stale or broken meta file all show here."""
+    info = cachefiles.read_json(meta)
+    cachefiles.verify(npy, info.get("sha256"))
+    try:
+        images = np.load(npy, mmap_mode="r")
+        phash, skipped = np.array(info["phash"], dtype=np.uint64), list(info["skipped"])
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise cachefiles.Damaged(f"unreadable entry ({type(exc).__name__})") from None
+    if images.shape != (n, size, size, 3) or len(phash) != n or len(skipped) != n:
+        raise cachefiles.Damaged(f"shape {images.shape} does not match {n} covers at {size} px")
+    log.info("decoded covers from cache %s", npy)
+    return images, phash, skipped
 
 
 def phash64(images: np.ndarray) -> np.ndarray:

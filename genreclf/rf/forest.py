@@ -13,8 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import os
+import zipfile
+
 import joblib
 import numpy as np
+import skops.io as skops_io
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
@@ -85,6 +89,25 @@ def predict_proba(model: RandomForestClassifier, X: np.ndarray, n_genres: int) -
 
 # --- the registered model --------------------------------------------------------------------------
 
+# The one type of a fitted forest skops does not trust by default (checked on every load: a file that
+# needs anything else is refused, so loading never runs arbitrary code).
+SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
+
+
+def load_estimator(path: str) -> RandomForestClassifier:
+    """The fitted forest, from skops (no pickle), or from a joblib file of a model logged before."""
+    if path.endswith(".skops"):
+        unknown = sorted(set(skops_io.get_untrusted_types(file=path)) - set(SKOPS_TRUSTED))
+        if unknown:
+            raise RuntimeError(f"{Path(path).name}: refusing to load types {unknown} (not a plain forest)")
+        return skops_io.load(path, trusted=SKOPS_TRUSTED)
+    # joblib unpickles (runs code): honour MLflow's switch for pickled models (see docs/serving.md)
+    if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").lower() not in {"1", "true"}:
+        raise RuntimeError(f"{Path(path).name} is a pickle and MLFLOW_ALLOW_PICKLE_DESERIALIZATION is off; "
+                           f"re-register the model (genreclf train_rf)")
+    return joblib.load(path)
+
+
 class RFCoverModel(CoverModel):
     """``album-genre-rf``: cover images in, genre + probabilities out; features extracted inside.
 
@@ -92,13 +115,15 @@ class RFCoverModel(CoverModel):
     importances, which the demo shows next to a cover's own features.
     """
 
+    CODE_FILE = "rf"  # logged as code: genreclf/serving/code_models/rf.py
+
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
         if meta["feature_names"] != FEATURE_NAMES or meta["feature_version"] != FEATURE_VERSION:
             raise RuntimeError(f"this model was trained on feature version {meta['feature_version']} "
                                f"but genreclf computes version {FEATURE_VERSION}; retrain it")
         self.genres, self.size = meta["genres"], int(meta["decode_size"])
-        self.estimator = joblib.load(context.artifacts["estimator"])
+        self.estimator = load_estimator(context.artifacts["estimator"])
         self.estimator.n_jobs = 1  # serving predicts a few covers at a time; threads cost more than they give
         stats = pd.read_csv(context.artifacts["feature_stats"], index_col=["stat", "genre"])
         self.genre_means, self.genre_stds = stats.loc["mean"], stats.loc["std"]
@@ -266,9 +291,9 @@ def _model_artifacts(tmp: Path, model, importances: pd.DataFrame, table: pd.Data
     stats = pd.concat({"mean": frame.groupby("genre")[FEATURE_NAMES].mean(),
                        "std": frame.groupby("genre")[FEATURE_NAMES].std(ddof=0)}, names=["stat", "genre"])
     stats = stats.reindex(pd.MultiIndex.from_product([["mean", "std"], covers.genres], names=["stat", "genre"]))
-    paths = {"estimator": tmp / "random_forest.joblib", "feature_stats": tmp / "feature_stats.csv",
+    paths = {"estimator": tmp / "random_forest.skops", "feature_stats": tmp / "feature_stats.csv",
              "importances": tmp / "importances.csv", "meta": tmp / "meta.json"}
-    joblib.dump(model, paths["estimator"], compress=3)
+    skops_io.dump(model, paths["estimator"], compression=zipfile.ZIP_DEFLATED)
     stats.to_csv(paths["feature_stats"])
     importances.to_csv(paths["importances"], index=False)
     # decode_size: the cover cache size the forest was trained at; serving decodes to it first, so a

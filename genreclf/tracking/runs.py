@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from genreclf.tracking import owner
+
 log = logging.getLogger(__name__)
 SYSTEM_METRICS = True
 
@@ -43,6 +45,10 @@ def configure(experiment: str) -> str:
                         "(pass --experiment-name %s to mlflow run)", experiment, exp.name, experiment)
     else:
         mlflow.set_experiment(experiment)
+    return mlflow.get_tracking_uri()
+
+
+def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
@@ -75,9 +81,53 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
                   log_system_metrics=system_metrics and SYSTEM_METRICS)
     if not run_id:
         kwargs["run_name"] = name
+    reap_orphans(keep=run_id)
     with mlflow.start_run(**kwargs) as run:
-        mlflow.set_tags({**base, **(tags or {}), "mlflow.runName": name})
-        yield run.info.run_id
+        mlflow.set_tags({**base, **(tags or {}), **owner.owner_tags(), "mlflow.runName": name})
+        try:
+            yield run.info.run_id
+        except BaseException as exc:
+            # MLflow ends the run FAILED (KILLED on Ctrl-C) as the exception leaves; say why on the run
+            _tag_failure(run.info.run_id, exc)
+            raise
+
+
+def failure_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _tag_failure(run_id: str, exc: BaseException) -> None:
+    try:
+        client().set_tag(run_id, "failure_reason", failure_reason(exc))
+    except Exception as again:  # e.g. the store's disk is full too: the CLI reports the first error
+        log.error("could not record the failure on run %s (%s)", run_id, failure_reason(again))
+
+
+def reap_orphans(keep: str | None = None) -> int:
+    """Mark FAILED the RUNNING runs of this experiment whose owner process on this host is gone
+    (a killed training, refit or trial), with the reason in ``failure_reason``."""
+    from mlflow.exceptions import MlflowException
+    exp_id, n = _active_experiment_id(), 0
+    try:
+        running = client().search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=1000) if exp_id else []
+    except MlflowException:
+        return 0
+    for run in running:
+        if run.info.run_id != keep and owner.owner_alive(run.data.tags) is False:
+            close_run(run.info.run_id, "FAILED", {"failure_reason": "its process died (killed or crashed) "
+                                                  f"while the run was open (pid {run.data.tags.get('owner_pid')})"})
+            log.warning("run %s was left RUNNING by a process that is gone; marked FAILED", run.info.run_id)
+            n += 1
+    return n
+
+
+def _active_experiment_id() -> str | None:
+    from mlflow.tracking.fluent import _get_experiment_id
+    try:
+        return _get_experiment_id()
+    except Exception:
+        return None
 
 
 def active_run_id() -> str | None:
@@ -132,7 +182,7 @@ def log_artifact(local: str | Path, artifact_dir: str | None = None) -> None:
 
 
 def log_config(resolved) -> None:
-    mlflow.log_text(resolved.to_yaml(), "config.yaml")
+    mlflow.log_text(resolved.to_yaml(), "config.yaml")  # to_yaml redacts secrets (storage passwords)
 
 
 def log_coverset(covers, context_prefix: str = "") -> None:
@@ -169,6 +219,9 @@ def log_pyfunc(python_model, *, artifacts: dict[str, str], input_example: pd.Dat
     """
     import genreclf
     pkg = str(Path(genreclf.__file__).resolve().parent)
+    code = getattr(python_model, "CODE_FILE", None)
+    if code:  # models-from-code: loading executes that file (with the genreclf in code/), no cloudpickle
+        python_model = str(Path(pkg) / "serving" / "code_models" / f"{code}.py")
     info = mlflow.pyfunc.log_model(
         name="model", python_model=python_model, artifacts=artifacts, code_paths=[pkg],
         input_example=input_example, signature=signature, registered_model_name=registered_name,
@@ -292,6 +345,16 @@ def log_new_params(params: dict[str, Any]) -> None:
 def active_experiment_name() -> str:
     """The experiment of the active run (under `mlflow run`: the one the user chose for the project)."""
     return mlflow.get_experiment(mlflow.active_run().info.experiment_id).name
+
+
+def create_run(name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run in the active experiment; a later start_run(run_id=...) opens it."""
+    run = client().create_run(_active_experiment_id(), run_name=name, tags={k: str(v) for k, v in tags.items()})
+    return run.info.run_id
+
+
+def delete_run(run_id: str) -> None:
+    client().delete_run(run_id)
 
 
 def create_child_run(experiment: str, parent_run_id: str, name: str, tags: dict[str, Any]) -> str:
