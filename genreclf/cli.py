@@ -77,13 +77,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 PRIVACY_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
-def _disk_full(exc: BaseException) -> bool:
+def _disk_full(exc: BaseException | None) -> BaseException | None:
+    """The link of the exception chain that says the disk is full, if any."""
     while exc is not None:
         if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc) \
                 or "No space left" in str(exc):
-            return True
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "matplotlib", "PIL", "httpx", "alembic", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:  # it logs every failed statement with its whole chained traceback, then raises
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         if args.command == "predict":
             from genreclf.serving.payloads import predict_files
@@ -109,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genreclf {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        if not _disk_full(exc):
+        full = _disk_full(exc)
+        if full is None:
             raise  # a bug: keep its traceback
         # a full disk is the environment's, not a bug: one line, not 16 chained tracebacks
-        print(f"genreclf {args.command}: error: the disk is full ({str(exc).splitlines()[0][:200]}); "
+        why = next((ln for ln in str(full).splitlines() if "full" in ln or "space" in ln), str(full))[:200]
+        print(f"genreclf {args.command}: error: the disk is full ({why}); "
               f"free space for the MLflow store ({os.environ.get('MLFLOW_TRACKING_URI', 'mlflow.db, mlruns/')}) "
-              f"and the cache, then rerun; the run was marked FAILED where the store could still be written",
+              f"and the cache, then rerun; the run is marked FAILED (by the next genreclf command if the store "
+              f"cannot be written now)",
               file=sys.stderr)
         return 1
 

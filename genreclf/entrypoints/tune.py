@@ -40,7 +40,7 @@ from genreclf.tracking import runs as tracking
 from genreclf.tuning import election
 from genreclf.tuning.objectives import make_objective, refit_cnn, refit_rf
 from genreclf.tuning.space import DEFAULT_DIR, load_space
-from genreclf.tuning.storage import finished, open_storage, redact, store_dir, storage_url
+from genreclf.tuning.storage import finished, open_storage, redact, storage_url, store_dir
 from genreclf.tuning.worker import Search, work, worker_main
 
 log = logging.getLogger(__name__)

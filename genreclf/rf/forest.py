@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
-from pathlib import Path
-
-import os
 import zipfile
+from pathlib import Path
 
 import joblib
 import numpy as np
-import skops.io as skops_io
 import pandas as pd
+import skops.io as skops_io
 from sklearn.ensemble import RandomForestClassifier
 
 from genreclf import RF_MODEL_NAME

@@ -100,8 +100,20 @@ def failure_reason(exc: BaseException) -> str:
 def _tag_failure(run_id: str, exc: BaseException) -> None:
     try:
         client().set_tag(run_id, "failure_reason", failure_reason(exc))
-    except Exception as again:  # e.g. the store's disk is full too: the CLI reports the first error
+    except Exception as again:
+        # the store cannot be written (a full disk): keep the reason beside the cache, where the next
+        # process that finds this run RUNNING with its owner gone records it (reap_orphans)
         log.error("could not record the failure on run %s (%s)", run_id, failure_reason(again))
+        try:
+            _pending(run_id).write_text(failure_reason(exc))
+        except OSError:
+            pass
+
+
+def _pending(run_id: str) -> Path:
+    root = Path(os.environ.get("GENRECLF_CACHE", Path.home() / ".cache" / "genreclf")) / "failed-runs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{run_id}.txt"
 
 
 def reap_orphans(keep: str | None = None) -> int:
@@ -115,8 +127,11 @@ def reap_orphans(keep: str | None = None) -> int:
         return 0
     for run in running:
         if run.info.run_id != keep and owner.owner_alive(run.data.tags) is False:
-            close_run(run.info.run_id, "FAILED", {"failure_reason": "its process died (killed or crashed) "
-                                                  f"while the run was open (pid {run.data.tags.get('owner_pid')})"})
+            pending = _pending(run.info.run_id)
+            why = pending.read_text() if pending.exists() else (
+                f"its process died (killed or crashed) while the run was open (pid {run.data.tags.get('owner_pid')})")
+            close_run(run.info.run_id, "FAILED", {"failure_reason": why})
+            pending.unlink(missing_ok=True)
             log.warning("run %s was left RUNNING by a process that is gone; marked FAILED", run.info.run_id)
             n += 1
     return n

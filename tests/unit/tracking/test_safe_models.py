@@ -38,7 +38,8 @@ def logged(tmp_path_factory, session_store):
     with isolated_store(root, session_store / "cache") as env:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = forest.train_main(C.Resolved("train_rf", C.resolve(None, {**DATA, "n_estimators": 10}, "data", "rf")))
+            cfg = C.resolve(None, {**DATA, "n_estimators": 10}, "data", "rf")
+            result = forest.train_main(C.Resolved("train_rf", cfg))
         local = Path(mlflow.artifacts.download_artifacts(result["model_uri"], dst_path=str(root / "model")))
         yield {"root": root, "env": env, "result": result, "local": local,
                "warnings": [str(w.message) for w in caught]}
