@@ -3,7 +3,8 @@
 Bound stated and checked: a 16-bit 5600x5600 PNG (61 KB encoded, ~0.8 GB the old way) and a request of
 100 such rows each get a 400 while the server's resident memory grows by less than 150 MB and its
 CPU time by less than 3 s; errors are short, lead with the reason, echo no payload and no stack
-trace; the server then answers a good request.
+trace; JSON that MLflow's parser chokes on (nested 1,000 deep, invalid) is a short 400 too; the
+server then answers a good request.
 """
 from __future__ import annotations
 
@@ -141,6 +142,12 @@ def test_hostile_requests_get_short_400s_within_budget_and_the_server_still_serv
     assert status == 400 and len(body) < 1000, len(body)
     assert answer["message"].startswith("row 8: not a decodable image") and "stack_trace" not in answer
     assert base64.b64encode(big[0]).decode()[:40] not in body.decode()
+
+    # MLflow's own JSON parsing, before the model: deep nesting was a 500, invalid JSON echoed the body
+    status, body = _post(url, b'{"inputs": ' + b"[" * 1000 + b"]" * 1000 + b"}")
+    assert status == 400 and "nested too deeply" in json.loads(body)["message"]
+    status, body = _post(url, b'{"inputs": {"image": ["' + b"A" * 100_000 + b'"]')
+    assert status == 400 and len(body) < 1000 and "valid JSON" in json.loads(body)["message"]
 
     status, body = _post(url, payload([_good()]))
     assert status == 200 and len(json.loads(body)["predictions"]) == 1

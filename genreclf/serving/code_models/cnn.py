@@ -2,5 +2,7 @@
 import mlflow
 
 from genreclf.cnn.model import CNNCoverModel
+from genreclf.serving import server_guard
 
 mlflow.models.set_model(CNNCoverModel())
+server_guard.install()  # in `mlflow models serve`: short 400s for JSON MLflow cannot parse

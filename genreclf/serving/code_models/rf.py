@@ -2,5 +2,7 @@
 import mlflow
 
 from genreclf.rf.forest import RFCoverModel
+from genreclf.serving import server_guard
 
 mlflow.models.set_model(RFCoverModel())
+server_guard.install()  # in `mlflow models serve`: short 400s for JSON MLflow cannot parse
