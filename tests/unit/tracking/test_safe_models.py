@@ -106,3 +106,23 @@ def test_cli_turns_telemetry_off_unless_the_user_chose(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env={**base, "MLFLOW_DISABLE_TELEMETRY": "false"},
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.split()[0] == "false"  # the user's own choice is kept
+
+
+def test_pyfunc_classes_have_the_type_hints_mlflow_asks_for():
+    """MLflow warns when a PythonModel subclass is *defined* without hints: check in a fresh process,
+    next to a control class without hints that does warn."""
+    code = """
+import warnings
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    import genreclf.rf.forest, genreclf.cnn.model
+    ours = sum("type hints" in str(x.message) for x in w)
+    import mlflow
+    class NoHints(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+    print(ours, sum("type hints" in str(x.message) for x in w) - ours)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+    assert out.stdout.split() == ["0", "1"], out.stderr[-1500:]
