@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 
 import mlflow
@@ -25,11 +26,12 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 
 from genreclf.data.images import MAX_FILE_BYTES, BadImageError, as_rgb, encode
 
+log = logging.getLogger(__name__)
 IMAGE_COLUMN = "image"
 _BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 MAX_BYTES = MAX_FILE_BYTES     # per cover
@@ -142,4 +144,10 @@ class CoverModel(mlflow.pyfunc.PythonModel):
         # The type hint is pd.DataFrame, from which MLflow infers no schema: the explicit signature
         # (a binary "image" column) stays the contract, and dicts/arrays still work from Python.
         covers = decode_rows(model_input, self.size)
-        return to_frame(self.predict_proba(covers), self.genres)
+        try:
+            proba = self.predict_proba(covers)
+        except Exception as exc:  # a bug or the machine (memory): logged here, never a trace to the client
+            log.exception("prediction failed")
+            raise RequestRejected(f"prediction failed ({type(exc).__name__}); see the server log",
+                                  error_code=INTERNAL_ERROR) from None
+        return to_frame(proba, self.genres)
