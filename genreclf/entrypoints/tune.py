@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import tempfile
@@ -38,12 +39,13 @@ from genreclf.metrics import evaluate_split
 from genreclf.rf.features import features_for
 from genreclf.rf.forest import fit_rf, importance_table, predict_proba
 from genreclf.serving import rf_model
-from genreclf.tracking import registry
+from genreclf.tracking import owner, registry
 from genreclf.tracking import runs as tracking
+from genreclf.tuning import election
 from genreclf.tuning.objectives import make_objective, subset, without_test
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import DEFAULT_DIR, SearchSpace, load_space
-from genreclf.tuning.storage import finished, open_storage, redact, storage_url
+from genreclf.tuning.storage import finished, open_storage, redact, storage_url, store_dir
 from genreclf.tuning.study import bookkeeping_overhead, fingerprint, open_checked, run_search, share_cores
 
 log = logging.getLogger(__name__)
@@ -70,22 +72,21 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     study = open_checked(name, open_storage(url, tune.n_workers), fingerprint(kind, resolved, space, covers))
     shared = share_cores(kind, resolved, tune.n_workers)  # the workers' settings (the refit gets all cores)
     objective, max_resource = make_objective(kind, shared, covers)  # warms the caches before workers start
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    parent = parent if parent and tracking.run_exists(parent) else None
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
+    parent = _elect_parent(study, name, uri, project_run)
+    first_opening = not tracking.get_run(parent).data.tags.get("data_digest")
     params = {"study_name": name, "storage": redact(url), "n_trials": tune.n_trials, "n_workers": tune.n_workers,
               "pruner": tune.pruner, "sampler": "TPESampler", "seed": tune.seed, "space": space.path,
               "cv_folds": tune.cv_folds}
-    # a continued study (parent run found) logged its cover set already
-    with entry_run(resolved, covers if parent is None else None, f"tune-{name}", kind, params=params,
-                   entry_point=f"tune_{kind}", run_id=parent or project_run,
+    # a continued study (its parent run opened before) logged its cover set already
+    with entry_run(resolved, covers if first_opening else None, f"tune-{name}", kind, params=params,
+                   entry_point=f"tune_{kind}", run_id=parent,
                    tags={"study_name": name, "tune_role": "study"}) as parent_id:
         if project_run and project_run != parent_id:  # `mlflow run` resuming a study: point at its parent
             tracking.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
                                            "tune_role": "continuation", "mlflow.runName": f"tune-{name}-continued"})
-        study.set_user_attr("mlflow_parent_run_id", parent_id)
         tracking.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
         search = Search(kind, shared, name, url, parent_id, tune.n_trials,
                         time.time() + tune.timeout if tune.timeout > 0 else None, space.path, tune.n_workers)
@@ -99,6 +100,33 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
              summary["n_finished"], summary["n_complete"], summary["n_pruned"], summary["n_fail"],
              summary.get("best_value"), summary.get("test_macro_f1"))
     return {"study_name": name, "parent_run_id": parent_id, "storage": redact(url), **summary}
+
+
+def _elect_parent(study: optuna.Study, name: str, uri: str, project_run: str | None) -> str:
+    """The study's one parent run: the existing one, or the first candidate recorded in Optuna's storage
+    (a process that loses the race deletes its candidate run and joins the winner's)."""
+    key = "mlflow_parent_run_id"
+    current = study.user_attrs.get(key)
+    if current and tracking.run_exists(current):
+        return current
+    candidate = project_run or tracking.create_run(f"tune-{name}", {"study_name": name, "tune_role": "study"})
+    lock = store_dir(uri) / "optuna" / f"{name}.elect-lock"
+    winner = election.elect(study, key, candidate, lock, valid=tracking.run_exists)
+    if winner != candidate and not project_run:
+        tracking.delete_run(candidate)
+    return winner
+
+
+def _refit_is_mine(study: optuna.Study, name: str, trial: int) -> bool:
+    """Whether this process refits ``trial``: one refit (one registered version) per study, however
+    many processes finish it together; a refitter that died is replaced."""
+    me = json.dumps(owner.owner_tags(), sort_keys=True)
+    lock = store_dir(tracking.tracking_uri()) / "optuna" / f"{name}.elect-lock"
+    refitter = election.elect(study, f"refit_owner:{trial}", me, lock,
+                              valid=lambda v: owner.owner_alive(json.loads(v)) is not False)
+    if refitter != me:
+        log.info("best trial %d is refitted by another process (%s); not refitting it twice", trial, refitter)
+    return refitter == me
 
 
 def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_workers: int) -> dict:
@@ -151,6 +179,8 @@ def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, 
         log.info("best trial %d was refitted already (run %s)", best.number, parent.tags["refit_run_id"])
         return {**{k: v for k, v in parent.metrics.items() if k.startswith("test_")},
                 "refit_run_id": parent.tags["refit_run_id"], "model_version": parent.tags.get("refit_model_version")}
+    if not _refit_is_mine(study, name, best.number):
+        return {}
     cfg = space.apply(resolved.section(kind), best.params)
     tags = {"tuned_study": name, "tuned_trial": best.number, "tuned_value": round(best.value, 4),
             "tune_parent_run_id": parent_id}

@@ -26,11 +26,13 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.fluent import _get_experiment_id
 
 from genreclf.config import Resolved
 from genreclf.data.covers import CoverSet
 from genreclf.metrics import Evaluation
 from genreclf.plotting import plt
+from genreclf.tracking import owner
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,23 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
                   log_system_metrics=system_metrics)
     if not run_id:
         kwargs["run_name"] = name
+    owner.reap_orphans(client(), active_experiment_id(), keep=run_id)
     with mlflow.start_run(**kwargs) as run:
-        mlflow.set_tags({**base, **(tags or {}), "mlflow.runName": name})
-        yield run.info.run_id
+        mlflow.set_tags({**base, **(tags or {}), **owner.owner_tags(), "mlflow.runName": name})
+        try:
+            yield run.info.run_id
+        except BaseException as exc:
+            # MLflow ends the run FAILED (KILLED on Ctrl-C) as the exception leaves; say why on the run
+            owner.tag_failure(client(), run.info.run_id, exc)
+            raise
+
+
+def active_experiment_id() -> str | None:
+    """The experiment new runs go to (set by ``configure``), or None when there is none yet."""
+    try:
+        return _get_experiment_id()
+    except Exception:  # no experiment resolvable yet (e.g. an unreachable store)
+        return None
 
 
 def active_run_id() -> str | None:
@@ -161,7 +177,7 @@ def log_artifact(local: str | Path, artifact_dir: str | None = None) -> None:
 
 
 def log_config(resolved: Resolved) -> None:
-    mlflow.log_text(resolved.to_yaml(), "config.yaml")
+    mlflow.log_text(resolved.to_yaml(), "config.yaml")  # to_yaml redacts secrets (storage passwords)
 
 
 def log_coverset(covers: CoverSet) -> None:
@@ -214,6 +230,16 @@ def close_run(run_id: str, status: str = "KILLED", tags: dict[str, Any] | None =
     """Tag and terminate a run this process does not hold (e.g. the trial of a killed worker)."""
     tag_run(run_id, tags or {})
     client().set_terminated(run_id, status)
+
+
+def create_run(name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run in the active experiment; a later start_run(run_id=...) opens it."""
+    run = client().create_run(active_experiment_id(), run_name=name, tags={k: str(v) for k, v in tags.items()})
+    return run.info.run_id
+
+
+def delete_run(run_id: str) -> None:
+    client().delete_run(run_id)
 
 
 def download(artifact_uri: str, dst: str | None = None) -> str:
