@@ -73,11 +73,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# MLflow's telemetry (a lookup of its telemetry host on every run, an installation id under
-# ~/.config/mlflow) is off in the project's commands unless the user set these variables themselves.
-PRIVACY_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-
-
 def _disk_full(exc: BaseException | None) -> BaseException | None:
     """The link of the exception chain that says the disk is full, if any."""
     while exc is not None:
@@ -89,8 +84,6 @@ def _disk_full(exc: BaseException | None) -> BaseException | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for key, value in PRIVACY_DEFAULTS.items():
-        os.environ.setdefault(key, value)
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

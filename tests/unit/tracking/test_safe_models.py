@@ -1,6 +1,7 @@
 """Registered models load without unpickling (probe 11), configs are redacted (12), telemetry is off (13)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,12 +13,15 @@ import numpy as np
 import pytest
 import skops.io as skops_io
 import yaml
+from helpers import ROOT, isolated_store
 
 from genreclf import RF_MODEL_NAME
 from genreclf import config as C
 from genreclf.data.images import encode
 from genreclf.data.synthetic import make_cover
-from genreclf.rf.forest import load_estimator
+from genreclf.entrypoints import train_rf
+from genreclf.serving.rf_model import load_estimator
+from genreclf.tracking import runs as tracking
 
 DATA = {"data": "synthetic:6", "genres": "Rock,Jazz,Pop", "cache_size": 32}
 
@@ -31,15 +35,12 @@ class Foreign:
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, session_store):
-    from conftest import isolated_store
-
-    from genreclf.rf import forest
     root = tmp_path_factory.mktemp("safe-models")
     with isolated_store(root, session_store / "cache") as env:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cfg = C.resolve(None, {**DATA, "n_estimators": 10}, "data", "rf")
-            result = forest.train_main(C.Resolved("train_rf", cfg))
+            result = train_rf.main(C.Resolved("train_rf", cfg))
         local = Path(mlflow.artifacts.download_artifacts(result["model_uri"], dst_path=str(root / "model")))
         yield {"root": root, "env": env, "result": result, "local": local,
                "warnings": [str(w.message) for w in caught]}
@@ -55,20 +56,72 @@ def test_model_is_code_plus_data_files_and_logging_warns_nothing(logged):
     assert not noisy, noisy
 
 
-def test_model_loads_and_predicts_with_pickle_deserialization_off(logged):
-    code = ("import pandas as pd, sys, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
-            "print(m.predict(pd.DataFrame({'image': [open(sys.argv[2], 'rb').read()]}))['genre'][0])")
+# One fresh interpreter (the costly part: importing mlflow, torch and genreclf) observes three things that
+# only show in a new process: the pyfunc classes' definition-time warnings, MLflow's import-time
+# telemetry decision and loading the registered model with pickle deserialization off.
+FRESH = """
+import json, os, sys, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import genreclf.serving.rf_model, genreclf.serving.cnn_model  # imports mlflow: telemetry is decided here
+    ours = sum("type hints" in str(w.message) for w in caught)
+    import mlflow
+    class NoHints(mlflow.pyfunc.PythonModel):  # the control: MLflow warns about this one
+        def predict(self, context, model_input, params=None):
+            return model_input
+    control = sum("type hints" in str(w.message) for w in caught) - ours
+import pandas as pd
+from mlflow.telemetry.client import get_telemetry_client
+from mlflow.telemetry.utils import _is_ci_env_or_testing
+model = mlflow.pyfunc.load_model(sys.argv[1])
+genre = model.predict(pd.DataFrame({"image": [open(sys.argv[2], "rb").read()]}))["genre"][0]
+print(json.dumps({"hints": [ours, control], "genre": genre, "ci": _is_ci_env_or_testing(),
+                  "telemetry_client": get_telemetry_client() is not None,
+                  "env": [os.environ["MLFLOW_DISABLE_TELEMETRY"], os.environ["DO_NOT_TRACK"]]}))
+"""
+# MLflow also turns telemetry off under pytest or CI: the fresh process must not look like either,
+# or the telemetry check could not fail
+NOT_CI = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "JENKINS_URL", "TRAVIS",
+          "CIRCLECI", "TF_BUILD", "TEAMCITY_VERSION", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
+
+
+@pytest.fixture(scope="module")
+def fresh(logged):
+    home = logged["root"] / "home"
+    home.mkdir()
     cover = logged["root"] / "cover.png"
     cover.write_bytes(encode(make_cover("Pop", 801), "PNG"))
-    env = {**os.environ, **logged["env"], "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    out = subprocess.run([sys.executable, "-c", code, f"models:/{RF_MODEL_NAME}/1", str(cover)], env=env,
+    env = {**{k: v for k, v in os.environ.items() if k not in NOT_CI}, **logged["env"], "HOME": str(home),
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", FRESH, f"models:/{RF_MODEL_NAME}/1", str(cover)], env=env,
                          cwd=logged["root"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] in {"Rock", "Jazz", "Pop"}
+    return {"home": home, **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
-def test_skops_file_with_foreign_types_is_refused(logged, tmp_path):
+def test_model_loads_and_predicts_with_pickle_deserialization_off(fresh):
+    assert fresh["genre"] in {"Rock", "Jazz", "Pop"}
+
+
+def test_pyfunc_classes_have_the_type_hints_mlflow_asks_for(fresh):
+    """MLflow warns when a PythonModel subclass is *defined* without hints; the control class does warn."""
+    assert fresh["hints"] == [0, 1]
+
+
+def test_importing_genreclf_turns_telemetry_off(fresh):
+    assert fresh["ci"] is False  # else MLflow would be off for another reason
+    assert fresh["env"] == ["true", "true"] and fresh["telemetry_client"] is False
+    assert not (fresh["home"] / ".config" / "mlflow").exists()
+
+
+def test_users_own_telemetry_choice_is_kept():
+    code = "import os, genreclf; print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'])"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "false", "DO_NOT_TRACK": "false", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["false", "false"], out.stderr[-1500:]
+
+
+def test_skops_file_with_foreign_types_is_refused(logged, tmp_path, monkeypatch):
     (skops_file,) = logged["local"].rglob("random_forest.skops")
     forest = load_estimator(str(skops_file))
     assert forest.predict_proba(np.zeros((1, forest.n_features_in_))).shape[1] == 3
@@ -76,53 +129,15 @@ def test_skops_file_with_foreign_types_is_refused(logged, tmp_path):
     skops_io.dump({"forest": forest, "extra": Foreign()}, evil)
     with pytest.raises(RuntimeError, match="refusing to load types"):
         load_estimator(str(evil))
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     with pytest.raises(RuntimeError, match="is a pickle"):
-        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-        try:
-            load_estimator(str(tmp_path / "old.joblib"))
-        finally:
-            del os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"]
+        load_estimator(str(tmp_path / "old.joblib"))
 
 
 def test_run_config_has_no_storage_password(workdir):
-    from genreclf.tracking import runs as tracking
     tune = C.build(C.TuneConfig, None, {"storage": "postgresql://optuna:hunter2@127.0.0.1:5432/optuna"})
     tracking.configure("redaction")
     with tracking.start_run("redaction", "tune_rf", "rf") as run_id:
         tracking.log_config(C.Resolved("tune_rf", {"tune": tune}))
     text = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/config.yaml")).read_text()
     assert "hunter2" not in text and "optuna:***@127.0.0.1" in text
-
-
-def test_cli_turns_telemetry_off_unless_the_user_chose(tmp_path):
-    code = ("import os; from genreclf import cli; cli.main(['predict', '--model', 'x', '/dev/null']); "
-            "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'])")
-    base = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}}
-    base["PYTHONPATH"] = str(Path(__file__).resolve().parents[3])
-    out = subprocess.run([sys.executable, "-c", code], env={**base, "HOME": str(tmp_path)}, capture_output=True,
-                         text=True, timeout=120)
-    assert out.stdout.split() == ["true", "true"], out.stderr[-1500:]
-    assert not (tmp_path / ".config" / "mlflow").exists()
-    out = subprocess.run([sys.executable, "-c", code], env={**base, "MLFLOW_DISABLE_TELEMETRY": "false"},
-                         capture_output=True, text=True, timeout=120)
-    assert out.stdout.split()[0] == "false"  # the user's own choice is kept
-
-
-def test_pyfunc_classes_have_the_type_hints_mlflow_asks_for():
-    """MLflow warns when a PythonModel subclass is *defined* without hints: check in a fresh process,
-    next to a control class without hints that does warn."""
-    code = """
-import warnings
-with warnings.catch_warnings(record=True) as w:
-    warnings.simplefilter("always")
-    import genreclf.rf.forest, genreclf.cnn.model
-    ours = sum("type hints" in str(x.message) for x in w)
-    import mlflow
-    class NoHints(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-    print(ours, sum("type hints" in str(x.message) for x in w) - ours)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
-    assert out.stdout.split() == ["0", "1"], out.stderr[-1500:]
