@@ -88,7 +88,7 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
                   log_system_metrics=system_metrics)
     if not run_id:
         kwargs["run_name"] = name
-    owner.reap_orphans(client(), active_experiment_id(), keep=run_id)
+    reap_orphans(keep=run_id)
     with mlflow.start_run(**kwargs) as run:
         mlflow.set_tags({**base, **(tags or {}), **owner.owner_tags(), "mlflow.runName": name})
         try:
@@ -97,6 +97,11 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
             # MLflow ends the run FAILED (KILLED on Ctrl-C) as the exception leaves; say why on the run
             owner.tag_failure(client(), run.info.run_id, exc)
             raise
+
+
+def reap_orphans(keep: str | None = None) -> int:
+    """Mark FAILED the runs of the active experiment left RUNNING by a process that is gone (``owner``)."""
+    return owner.reap_orphans(client(), active_experiment_id(), keep)
 
 
 def active_experiment_id() -> str | None:

@@ -5,15 +5,15 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
+from helpers import ROOT, subprocess_env
 
-from genreclf.cnn import checkpoints
+from genreclf.cnn.checkpoints import ResumeError
+from genreclf.tracking import checkpoints
 from genreclf.tracking import runs as tracking
 
-REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time, tempfile, pathlib
 from genreclf.tracking import runs as tracking
@@ -29,7 +29,7 @@ with tracking.start_run("cnn-held", "train_cnn", "cnn") as run_id:
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def test_resume_refused_while_owner_lives_then_killed_run_is_failed_and_damaged_checkpoint_named(workdir):
@@ -38,7 +38,7 @@ def test_resume_refused_while_owner_lives_then_killed_run_is_failed_and_damaged_
         run_id = proc.stdout.readline().strip()
         assert run_id, "the holder did not open its run"
         tracking.configure("faults")
-        with pytest.raises(checkpoints.ResumeError, match=f"still being trained by process {proc.pid}"):
+        with pytest.raises(ResumeError, match=f"still being trained by process {proc.pid}"):
             checkpoints.load(run_id)
     finally:
         proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, the run stays RUNNING
@@ -47,7 +47,7 @@ def test_resume_refused_while_owner_lives_then_killed_run_is_failed_and_damaged_
     assert tracking.reap_orphans() == 1
     run = tracking.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["failure_reason"].startswith("its process died")
-    with pytest.raises(checkpoints.ResumeError, match="checkpoints/last.pt is damaged"):
+    with pytest.raises(ResumeError, match="checkpoints/last.pt is damaged"):
         checkpoints.load(run_id)
 
 
@@ -62,26 +62,26 @@ def test_error_inside_a_run_ends_it_failed_with_the_reason(workdir):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs (a real full disk) needs root")
-def test_full_disk_fails_the_run_with_one_line_and_the_reason_is_recorded(tmp_path, monkeypatch):
+def test_full_disk_fails_the_run_with_one_line_and_the_reason_is_recorded(workdir, tmp_path, monkeypatch):
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
     try:
-        env = {**_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{mnt / 'mlflow.db'}",
-               "GENRECLF_CACHE": str(tmp_path / "cache"), "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
-        args = ["--data", "synthetic:6", "--genres", "Rock,Jazz,Pop", "--cache_size", "32"]
-        cli = [sys.executable, "-m", "genreclf.cli"]
-        subprocess.run(cli + ["features", *args], env=env, cwd=mnt, check=True, capture_output=True, timeout=300)
+        uri = f"sqlite:///{mnt / 'mlflow.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.chdir(mnt)  # the experiment's artifact root (./mlruns) on the small disk too
+        mlflow.set_tracking_uri(uri)
+        tracking.configure("album-genre")  # the store and its experiment, on the small disk
+        env = subprocess_env(uri, tmp_path / "cache", PYTHONPATH=str(ROOT))
         free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
         (mnt / "filler").write_bytes(b"\0" * (free - 400 * 1024))  # the model's files no longer fit
-        out = subprocess.run(cli + ["train_rf", *args, "--n_estimators", "10"], env=env, cwd=mnt,
+        out = subprocess.run([sys.executable, "-m", "genreclf.cli", "train_rf", "--data", "synthetic:6", "--genres",
+                              "Rock,Jazz,Pop", "--cache_size", "32", "--n_estimators", "10"], env=env, cwd=mnt,
                              capture_output=True, text=True, timeout=300)
-        assert out.returncode == 1
+        assert out.returncode == 1, out.stderr[-2000:]
         assert "genreclf train_rf: error: the disk is full" in out.stderr and "Traceback" not in out.stderr
         (mnt / "filler").unlink()
         monkeypatch.setenv("GENRECLF_CACHE", env["GENRECLF_CACHE"])
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-        mlflow.set_experiment("album-genre")
         tracking.reap_orphans()  # what the next command does first: the run's process is gone
         runs = mlflow.search_runs(experiment_names=["album-genre"], filter_string="tags.entry_point = 'train_rf'",
                                   output_format="list")

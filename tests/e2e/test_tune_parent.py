@@ -4,20 +4,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
+from helpers import ROOT
 
 from genreclf import RF_MODEL_NAME
 
-REPO = Path(__file__).resolve().parents[2]
+# a search space of small forests: the race is about the study's parent and refit, not the search
+SPACE = "n_estimators: {type: int, low: 5, high: 10}\nmin_samples_leaf: {type: int, low: 1, high: 3}\n"
 
 
 def test_two_processes_on_a_new_study_share_one_parent_and_refit_once(workdir):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    (workdir / "space.yaml").write_text(SPACE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "genreclf.cli", "tune_rf", "--data", "synthetic:8", "--genres", "Rock,Jazz,Pop",
            "--cache_size", "32", "--n_trials", "2", "--cv_folds", "2", "--n_jobs", "1", "--study_name", "race",
-           "--experiment", "race"]
+           "--experiment", "race", "--space", str(workdir / "space.yaml")]
     # the store exists already (two processes creating a fresh SQLite store race in MLflow's own
     # migrations); the study is new: that is the race this test is about
     mlflow.set_experiment("race")
