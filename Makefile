@@ -9,6 +9,10 @@ CONFIG   ?= quickstart
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
+# MLflow telemetry off for everything make runs (README: "Privacy"); set it to false to turn it back on
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
+
 .PHONY: run test check venv browser postgres clean
 
 venv: $(STAMP)

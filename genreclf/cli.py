@@ -6,8 +6,10 @@ the MLproject file and the experiment YAMLs always speak the same parameter name
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
 from dataclasses import fields
 
@@ -78,12 +80,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _disk_full(exc: BaseException | None) -> BaseException | None:
+    """The link of the exception chain that says the disk is full, if any."""
+    while exc is not None:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc) \
+                or "No space left" in str(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "matplotlib", "PIL", "httpx", "alembic", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:  # it logs every failed statement with its whole chained traceback, then raises
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         if args.command == "predict":
             return predict_files(args.model, args.files, args.top)
@@ -97,6 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         # our own errors carry actionable messages; show them without a library traceback
         print(f"genreclf {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        full = _disk_full(exc)
+        if full is None:
+            raise  # a bug: keep its traceback
+        # a full disk is the environment's, not a bug: one line, not 16 chained tracebacks
+        why = next((ln for ln in str(full).splitlines() if "full" in ln or "space" in ln), str(full))[:200]
+        print(f"genreclf {args.command}: error: the disk is full ({why}); "
+              f"free space for the MLflow store ({os.environ.get('MLFLOW_TRACKING_URI', 'mlflow.db, mlruns/')}) "
+              f"and the cache, then rerun; the run is marked FAILED (by the next genreclf command if the store "
+              f"cannot be written now)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

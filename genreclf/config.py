@@ -10,12 +10,14 @@ equal to the built-in default is treated as "not given" and does not override th
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from genreclf import bounds
 from genreclf.errors import UserError
 
 DEFAULT_DATA = "hf:eong/20k-Album-Covers-within-20-Genres"
@@ -170,9 +172,11 @@ def read_yaml(p: Path, what: str, example: str) -> Any:
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p} (expected e.g. {example})")
     try:
-        return yaml.safe_load(p.read_text()) or {}
+        return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not a text file (not UTF-8); expected YAML") from None
 
 
 def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
@@ -186,6 +190,10 @@ def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
     unknown = set(raw) - set(SECTIONS) - {"description"}
     if unknown:
         raise ConfigError(f"config file {p}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    for name, body in raw.items():
+        if name != "description" and body is not None and not isinstance(body, dict):
+            raise ConfigError(f"config file {p}: section {name!r} must be a mapping of parameters, "
+                              f"got a {type(body).__name__}")
     return {k: v or {} for k, v in raw.items() if k != "description"}
 
 
@@ -202,8 +210,12 @@ def coerce(cls: type, name: str, value: Any) -> Any:
                 return low in {"true", "1", "yes"}
             return bool(value)
         if isinstance(default, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)  # `epochs: 2.7` is not silently 2
             return int(value)
         if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         return str(value)
     except (TypeError, ValueError):
@@ -225,7 +237,11 @@ def build(cls: type, file_section: dict[str, Any] | None = None, explicit: dict[
         val = coerce(cls, key, val)
         if val != getattr(defaults, key) or key not in values:
             values[key] = val
-    return dataclasses.replace(defaults, **values)
+    resolved = dataclasses.replace(defaults, **values)
+    problem = bounds.problem(resolved)
+    if problem:
+        raise ConfigError(problem)
+    return resolved
 
 
 def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: str) -> dict[str, Any]:
@@ -234,12 +250,21 @@ def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: s
     return {name: build(SECTIONS[name], sections.get(name), explicit) for name in section_names}
 
 
+def redact(value: Any) -> Any:
+    """A URL's password (``scheme://user:secret@host``) replaced by ``***``; other values unchanged.
+
+    Used wherever a configuration is written (the run's config.yaml, logged parameters)."""
+    if isinstance(value, str):
+        return re.sub(r"://([^:/@\s]*):[^@/\s]*@", r"://\1:***@", value)
+    return value
+
+
 def as_flat_dict(*configs) -> dict[str, Any]:
     """Flatten dataclasses for logging as MLflow params (section-prefixed only on collisions)."""
     out: dict[str, Any] = {}
     for cfg in configs:
         for key, val in dataclasses.asdict(cfg).items():
-            out[key if key not in out else f"{type(cfg).__name__.lower()}.{key}"] = val
+            out[key if key not in out else f"{type(cfg).__name__.lower()}.{key}"] = redact(val)
     return out
 
 
@@ -297,5 +322,5 @@ class Resolved:
         return self.section("evaluate")
 
     def to_yaml(self) -> str:
-        body = {name: dataclasses.asdict(cfg) for name, cfg in self.sections.items()}
+        body = {name: {k: redact(v) for k, v in dataclasses.asdict(cfg).items()} for name, cfg in self.sections.items()}
         return yaml.safe_dump({"entry_point": self.entry_point, **body}, sort_keys=False)

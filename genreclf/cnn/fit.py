@@ -38,6 +38,17 @@ OnEpoch = Callable[[int, dict], None]
 OnCheckpoint = Callable[[TrainState, bool], None]
 
 
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: nothing trained is worth logging or registering."""
+
+
+def check_finite(epoch: int, train_loss: float, val_loss: float, cfg: CNNConfig) -> None:
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: train loss {train_loss}, val loss "
+                               f"{val_loss} (lr={cfg.lr}); lower lr, raise warmup_epochs, or check the covers. "
+                               f"No model was logged or registered.")
+
+
 def check_config(cfg: CNNConfig) -> None:
     """Refuse settings that cannot train, naming the parameter, before any expensive work."""
     rules = [("epochs", cfg.epochs >= 1, ">= 1"), ("batch_size", cfg.batch_size >= 2, ">= 2 (batch norm)"),
@@ -153,6 +164,7 @@ def run_epoch(state: TrainState, inputs: EpochInputs, epoch: int, genres: list[s
     metrics = train_one_epoch(state, wrapped, train_dl, desc=desc)
     distributed.sync_buffers(phase.net)
     proba, y, val_loss = distributed.gather(*evaluate(state.runtime, phase, val_dl))
+    check_finite(epoch, metrics["train_loss"], val_loss, cfg)
     val = classification_metrics(y, proba, genres, "val")
     metrics.update(val_loss=val_loss, val_accuracy=val["val_accuracy"], val_macro_f1=val["val_macro_f1"],
                    lr=state.optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - start)

@@ -30,12 +30,13 @@ from scipy.fft import dctn
 from tqdm.auto import tqdm
 
 from genreclf.config import DataConfig
+from genreclf.data import cachefiles
 from genreclf.data.dedup import near_duplicates
 from genreclf.data.images import BadImageError, decode_rgb
 from genreclf.data.sources import DataError, Source, open_source, select_genres
 
 log = logging.getLogger(__name__)
-DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused
+DECODE_VERSION = 2  # bump when decode_rgb changes, so old caches are not reused
 HOLD_BYTES = 16 << 20  # encoded covers held from the first read; a larger source is read twice instead
 DECODE_CHUNK = 256     # covers decoded (and hashed, written) at a time
 
@@ -81,12 +82,12 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     held = None  # the encoded covers are not needed any more
     ids, labels = np.array(read_ids), np.array(read_labels, dtype=np.int64)
     content = np.array(read_content)
-    skipped = [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
-               for i, r in enumerate(ok) if r]
+    skipped = list(source.unused) + [{"sample_id": str(ids[i]), "genre": genres[labels[i]], "reason": r}
+                                     for i, r in enumerate(ok) if r]
     keep = np.array([not r for r in ok])
     report = {"read": int(len(ids)), "skipped": len(skipped), "skipped_files": skipped}
     if skipped:
-        log.warning("skipped %d undecodable file(s), e.g. %s", len(skipped), skipped[0])
+        log.warning("skipped %d file(s) (unreadable, not used or undecodable), e.g. %s", len(skipped), skipped[0])
 
     idx = np.flatnonzero(keep)
     idx, dups = _dedupe(idx, phash, labels, cfg.dedup_distance)
@@ -143,12 +144,11 @@ def _kept(images: np.ndarray, idx: np.ndarray, digest: str) -> np.ndarray:
         return images
     path = cache_root() / f"kept-{digest[:20]}.npy"
     if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        def write(f) -> None:
             _write_header(f, (len(idx),) + images.shape[1:])
             for s in range(0, len(idx), DECODE_CHUNK):
                 f.write(np.ascontiguousarray(images[idx[s:s + DECODE_CHUNK]]).tobytes())
-        os.replace(tmp, path)
+        cachefiles.write_atomic(path, write)
     return np.load(path, mmap_mode="r")
 
 
@@ -168,10 +168,11 @@ def _decoded(digest: str, blobs: Callable[[], Iterable[bytes]], ids: list[str], 
     at a time, so memory holds one chunk of covers, never all of them."""
     base = cache_root() / f"covers-{digest[:20]}"
     npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
-    if npy.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        log.info("decoded covers from cache %s", npy)
-        return np.load(npy, mmap_mode="r"), np.array(info["phash"], dtype=np.uint64), info["skipped"]
+    if npy.exists() or meta.exists():
+        try:
+            return _cached(npy, meta, len(ids), size)
+        except cachefiles.Damaged as exc:
+            cachefiles.rebuilding(npy, exc)
     reasons, hashes = [""] * len(ids), []
 
     def work(item):
@@ -181,10 +182,12 @@ def _decoded(digest: str, blobs: Callable[[], Iterable[bytes]], ids: list[str], 
         except BadImageError as exc:
             reasons[i] = str(exc)
             return np.zeros((size, size, 3), dtype=np.uint8)
-    tmp = npy.with_suffix(f".{os.getpid()}.tmp")
-    bar = tqdm(total=len(ids), desc="decoding covers", disable=not progress, leave=False)
-    try:
-        with open(tmp, "wb") as f, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, bar:
+    sha = hashlib.sha256()
+
+    def write(f) -> None:
+        f = cachefiles.Hashing(f, sha)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
+                tqdm(total=len(ids), desc="decoding covers", disable=not progress, leave=False) as bar:
             _write_header(f, (len(ids), size, size, 3))
             stream = enumerate(blobs())
             while chunk := list(itertools.islice(stream, DECODE_CHUNK)):
@@ -192,13 +195,28 @@ def _decoded(digest: str, blobs: Callable[[], Iterable[bytes]], ids: list[str], 
                 hashes.append(phash64(images))
                 f.write(images.tobytes())
                 bar.update(len(chunk))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # atomic under a unique temp name (a killed run, or two decodes at once, never leave a half-written
+    # file); the .npy first, then the meta JSON with its checksum: the meta is the entry's commit record
+    cachefiles.write_atomic(npy, write)
     phash = np.concatenate(hashes)
-    os.replace(tmp, npy)  # atomic: a killed run never leaves a half-written cache behind
-    meta.write_text(json.dumps({"phash": [int(h) for h in phash], "skipped": reasons, "size": size}))
+    cachefiles.write_json_atomic(meta, {"phash": [int(h) for h in phash], "skipped": reasons, "size": size,
+                                        "n": len(ids), "sha256": sha.hexdigest()})
     return np.load(npy, mmap_mode="r"), phash, reasons
+
+
+def _cached(npy: Path, meta: Path, n: int, size: int):
+    """The cache entry, or Damaged: zeroed rows, truncation, a stale or broken meta file all show here."""
+    info = cachefiles.read_json(meta)
+    cachefiles.verify(npy, info.get("sha256"))
+    try:
+        images = np.load(npy, mmap_mode="r")
+        phash, skipped = np.array(info["phash"], dtype=np.uint64), list(info["skipped"])
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise cachefiles.Damaged(f"unreadable entry ({type(exc).__name__})") from None
+    if images.shape != (n, size, size, 3) or len(phash) != n or len(skipped) != n:
+        raise cachefiles.Damaged(f"shape {images.shape} does not match {n} covers at {size} px")
+    log.info("decoded covers from cache %s", npy)
+    return images, phash, skipped
 
 
 def phash64(images: np.ndarray) -> np.ndarray:

@@ -19,6 +19,13 @@ from genreclf.errors import UserError
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files are errors, never half-grey covers
+# The pixel limit alone lets a 61 KB 16-bit 5600x5600 PNG cost ~0.8 GB: the budget counts bytes, the
+# decoded raster at its own depth plus the RGB copy we make of it, checked from the header before
+# any pixel is decoded.
+MAX_DECODE_BYTES = 128 * 2**20
+MAX_FILE_BYTES = 20 * 2**20  # per encoded cover (file or request row): covers are a few MB at most
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3,
+                    "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4}
 
 
 class BadImageError(UserError):
@@ -44,9 +51,7 @@ def decode_rgb(data: bytes, size: int | None = None, *, name: str = "image") -> 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > MAX_PIXELS // 2:
-                raise BadImageError(f"{name}: {w}x{h} pixels is too large for a cover (limit {MAX_PIXELS // 2})")
+            _check_budget(img, name)
             if size and img.format == "JPEG":
                 img.draft("RGB", (size, size))  # decode at >= size via DCT scaling
             img.load()
@@ -61,15 +66,40 @@ def decode_rgb(data: bytes, size: int | None = None, *, name: str = "image") -> 
         raise BadImageError(f"{name}: refused, image too large ({exc})") from None
     except UnidentifiedImageError:
         raise BadImageError(f"{name}: not a decodable image (unknown or unsupported format)") from None
-    except (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError) as exc:
-        # PIL signals truncation and corrupt data with these
-        raise BadImageError(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:
+        # PIL and its plugins signal corrupt data with anything: OSError, SyntaxError, ValueError, but
+        # also RuntimeError (AVIF "Failed to decode frame"), NotImplementedError (DDS variants), ...
+        # Every one of them is this file's problem, never the run's.
+        why = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise BadImageError(f"{name}: not a decodable image ({type(exc).__name__}: {why})") from None
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """Bytes the decode of ``img`` holds at its peak: its raster at its own depth plus the RGB copy."""
+    w, h = img.size
+    mode = img.mode
+    bpp = 2 if mode.startswith("I;16") else _BYTES_PER_PIXEL.get(mode, 4)
+    return w * h * (bpp + 3)
+
+
+def _check_budget(img: Image.Image, name: str) -> None:
+    w, h = img.size
+    if w * h > MAX_PIXELS // 2:
+        raise BadImageError(f"{name}: {w}x{h} pixels is too large for a cover (limit {MAX_PIXELS // 2})")
+    need = decoded_bytes(img)
+    if need > MAX_DECODE_BYTES:
+        raise BadImageError(f"{name}: {w}x{h} {img.mode} image needs {need / 2**20:.0f} MiB to decode "
+                            f"(limit {MAX_DECODE_BYTES / 2**20:.0f} MiB)")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode.startswith("I;16"):
+        # integer scaling (v * 255 // 65535): no float64 copy of a large 16-bit raster
+        arr = np.asarray(img).astype(np.uint32)
+        img = Image.fromarray((arr * 255 // 65535).astype(np.uint8), "L")
+    elif img.mode == "I":
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        hi = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         arr = np.nan_to_num(np.asarray(img, dtype=np.float64))

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from genreclf.data import synthetic
+from genreclf.data.images import MAX_FILE_BYTES
 from genreclf.errors import UserError
 
 HF_GENRES = ["Blues", "Classical", "Country", "DeathMetal", "DoomMetal", "DrumNBass", "Electronic",
@@ -41,6 +43,9 @@ class Source:
     uri: str                  # what the user passed, recorded in the run
     genres: list[str]         # genres available in the source
     records: Callable[[list[str]], Iterator[Raw]]  # records(selected_genres)
+    # entries of the source that records() did not use, each {"sample_id", "genre", "reason"}: filled
+    # while records() runs, so every file a user put there is either a cover or named here
+    unused: list[dict] = field(default_factory=list)
 
 
 def select_genres(requested: str | list[str], available: list[str]) -> list[str]:
@@ -124,7 +129,11 @@ def _hf_columns(features) -> tuple[str, str]:
 
 def _parquet(data: str, shards: list[Path]) -> Source:
     import pyarrow.parquet as pq
-    schema = pq.read_schema(shards[0])
+    try:
+        schema = pq.read_schema(shards[0])
+    except Exception as exc:  # ArrowInvalid, OSError: a truncated or non-parquet file
+        raise DataError(f"{shards[0]}: not a readable parquet file ({type(exc).__name__}: {str(exc)[:200]}); "
+                        f"point data= at a parquet file written by datasets, or an image folder") from None
     meta = (schema.metadata or {}).get(b"huggingface")
     if meta is None:
         raise DataError(f"{shards[0]}: no 'huggingface' features metadata, so genre names are unknown; "
@@ -138,7 +147,11 @@ def _parquet(data: str, shards: list[Path]) -> Source:
 
     def records(sel):
         for shard in shards:
-            table = pq.read_table(shard, columns=[images[0], labels[0]])
+            try:
+                table = pq.read_table(shard, columns=[images[0], labels[0]])
+            except Exception as exc:  # truncated or foreign file: pyarrow raises its own types
+                raise DataError(f"{shard}: not a readable parquet file ({type(exc).__name__}: "
+                                f"{str(exc)[:200]})") from None
             yield from _table_records(table, images[0], labels[0], genres, sel, shard.name)
     return Source("parquet", data, genres, records)
 
@@ -158,11 +171,75 @@ def _imagefolder(data: str, root: Path) -> Source:
     genres = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(genres) < 2:
         raise DataError(f"{root}: an image folder needs one sub-folder per genre (found {genres})")
+    unused: list[dict] = []
+
+    def skip(path: Path, genre: str, reason: str) -> None:
+        unused.append({"sample_id": os.path.relpath(path, root), "genre": genre, "reason": reason})
 
     def records(sel):
+        unused.clear()  # a source read twice (covers.py re-reads large ones) names each entry once
+        for entry in sorted(root.iterdir()):
+            if entry.name not in genres and not entry.is_dir():
+                skip(entry, "", "not inside a genre folder")
+            elif entry.name.startswith("."):
+                skip(entry, "", "hidden entry")
+        real_root = root.resolve()
         for genre in sel:
-            for f in sorted((root / genre).rglob("*")):
-                if f.is_file() and not f.name.startswith("."):
-                    # every file is tried: non-images are counted as skipped, never silently ignored
-                    yield Raw(os.path.relpath(f, root), genre, f.read_bytes())
-    return Source("imagefolder", data, genres, records)
+            for path in _walk(root / genre, real_root, genre, skip, set()):
+                data_ = _read_capped(path, genre, skip)
+                if data_ is not None:
+                    # every regular file is tried: non-images are counted as skipped by the decoder
+                    yield Raw(os.path.relpath(path, root), genre, data_)
+    return Source("imagefolder", data, genres, records, unused)
+
+
+def _walk(folder: Path, real_root: Path, genre: str, skip, seen: set) -> Iterator[Path]:
+    """Regular files under ``folder``, sorted; everything else is named through ``skip``."""
+    real = folder.resolve()
+    if real in seen:  # a symlink loop inside the data root
+        skip(folder, genre, "folder visited twice (symlink loop)")
+        return
+    seen.add(real)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        skip(folder, genre, f"cannot list folder ({exc.strerror or exc})")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            skip(entry, genre, "hidden entry")
+            continue
+        if entry.is_symlink():
+            try:
+                target = entry.resolve(strict=True)
+            except (OSError, RuntimeError):
+                skip(entry, genre, "broken or looping symlink")
+                continue
+            if not target.is_relative_to(real_root):
+                skip(entry, genre, "symlink leads outside the data root")
+                continue
+        try:
+            mode = entry.stat().st_mode
+        except OSError as exc:
+            skip(entry, genre, f"cannot stat ({exc.strerror or exc})")
+            continue
+        if stat.S_ISDIR(mode):
+            yield from _walk(entry, real_root, genre, skip, seen)
+        elif stat.S_ISREG(mode):
+            yield entry
+        else:
+            skip(entry, genre, "not a regular file (FIFO, socket or device)")
+
+
+def _read_capped(path: Path, genre: str, skip) -> bytes | None:
+    """The file's bytes, or None (named through ``skip``) when unreadable or over MAX_FILE_BYTES."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # never more than the cap, whatever the file claims
+    except OSError as exc:
+        skip(path, genre, f"cannot read ({exc.strerror or exc})")
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        skip(path, genre, f"over the {MAX_FILE_BYTES // 2**20} MiB per-file cap")
+        return None
+    return data

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from genreclf.data import cachefiles
 from genreclf.data.covers import cache_root
 from genreclf.data.images import as_rgb, decode_rgb
 
@@ -269,15 +270,30 @@ def extract_many(items, progress: bool = True, workers: int | None = None, chunk
 def features_for(covers, progress: bool = True) -> pd.DataFrame:
     """The feature table of a CoverSet (rows in cover order, index sample_id), cached on disk."""
     path = cache_root() / f"features-v{FEATURE_VERSION}-w{WORK}-{covers.digest[:24]}.parquet"
-    if path.exists():
-        table = pd.read_parquet(path)
-        if list(table.columns) == FEATURE_NAMES and list(table.index) == [str(i) for i in covers.ids]:
-            log.info("features from cache %s", path)
-            return table
-        log.warning("feature cache %s does not match the covers; recomputing", path)
+    table = _cached_table(path, covers)
+    if table is not None:
+        return table
     table = pd.DataFrame(extract_many(covers.images, progress=progress), columns=FEATURE_NAMES,
                          index=pd.Index([str(i) for i in covers.ids], name="sample_id"))
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    table.to_parquet(tmp)
-    os.replace(tmp, path)  # atomic: concurrent runs never read a half-written table
+    # atomic under a unique name; the checksum sidecar, written after, marks the entry complete
+    cachefiles.write_atomic(path, lambda f: table.to_parquet(f))
+    cachefiles.write_atomic(path.with_suffix(".sha256"), lambda f: f.write(cachefiles.sha256_file(path).encode()))
     return table
+
+
+def _cached_table(path, covers) -> pd.DataFrame | None:
+    """The cached table when it is intact and matches the covers; None (with a warning) otherwise."""
+    if not path.exists():
+        return None
+    try:
+        cachefiles.verify(path, path.with_suffix(".sha256").read_text().strip()
+                          if path.with_suffix(".sha256").exists() else None)
+        table = pd.read_parquet(path)
+    except Exception as exc:  # Damaged, or pyarrow's own error types
+        cachefiles.rebuilding(path, exc)
+        return None
+    if list(table.columns) == FEATURE_NAMES and list(table.index) == [str(i) for i in covers.ids]:
+        log.info("features from cache %s", path)
+        return table
+    log.warning("feature cache %s does not match the covers; recomputing", path)
+    return None

@@ -29,6 +29,8 @@ BATCH = 64  # covers per forward pass: bounded memory whatever the request size
 class CNNCoverModel(CoverModel):
     """Exposes ``.model`` (torch, eval mode), ``.genres``, ``.size`` (decode size), ``.meta``."""
 
+    CODE_FILE = "cnn"  # logged as code: genreclf/serving/code_models/cnn.py
+
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["config"]).read_text())
         state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)

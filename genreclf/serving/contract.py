@@ -7,11 +7,18 @@ accepted too. Output: a DataFrame with ``genre`` and one ``p_<genre>`` probabili
 A bad row (not an image, empty, not bytes) raises an MlflowException with
 INVALID_PARAMETER_VALUE that names the row, which the scoring server turns into HTTP 400 - never a
 500 from deep inside OpenCV or PIL. File paths are never opened: a string is not an image.
+
+Every request has a budget, checked before anything large is allocated: at most MAX_ROWS rows,
+MAX_FILE_BYTES per encoded cover and MAX_REQUEST_BYTES in all, and each cover's decode is refused
+from its header when its raster would exceed ``images.MAX_DECODE_BYTES`` (bytes, not pixels: a
+16-bit image costs twice an 8-bit one). Covers are decoded one at a time, so a request holds at most
+its encoded bytes plus the decoded covers at the model's (small) decode size.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 
 import mlflow
@@ -19,18 +26,39 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 
-from genreclf.data.images import BadImageError, as_rgb, encode
+from genreclf.data.images import MAX_FILE_BYTES, BadImageError, as_rgb, encode
 
+log = logging.getLogger(__name__)
 IMAGE_COLUMN = "image"
 _BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
-MAX_BYTES = 20 * 1024 * 1024  # per cover
+MAX_BYTES = MAX_FILE_BYTES     # per cover
+MAX_ROWS = 256                 # per request; clients batch larger jobs
+MAX_REQUEST_BYTES = 64 * 2**20  # encoded covers per request
+
+
+class RequestRejected(MlflowException):
+    """A 400 whose message is only our reason.
+
+    MLflow's scoring server rewrites the message of an MlflowException raised by predict to
+    ``Failed to predict data '<the whole payload>'. Error: ...`` (a 21 MB request got a 28 MB
+    answer, the reason at its end). This exception keeps the message it was created with.
+    """
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if not hasattr(self, "_reason"):
+            self._reason = value
 
 
 def bad_input(message: str) -> MlflowException:
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+    return RequestRejected(message[:500], error_code=INVALID_PARAMETER_VALUE)
 
 
 def signature(genres: list[str]) -> ModelSignature:
@@ -69,6 +97,12 @@ def decode_rows(model_input, size: int) -> list[np.ndarray]:
     rows = rows_of(model_input)
     if not rows:
         raise bad_input("empty input: send at least one cover")
+    if len(rows) > MAX_ROWS:
+        raise bad_input(f"{len(rows)} rows is over the limit of {MAX_ROWS} covers per request; "
+                        f"send them in smaller batches")
+    total = sum(len(r) for r in rows if isinstance(r, (bytes, bytearray, str)))
+    if total > MAX_REQUEST_BYTES:
+        raise bad_input(f"{total} bytes of covers is over the limit of {MAX_REQUEST_BYTES} per request")
     out = []
     for i, obj in enumerate(rows):
         if isinstance(obj, str) or (isinstance(obj, bytes) and _BASE64_TEXT.fullmatch(obj)):
@@ -85,6 +119,8 @@ def decode_rows(model_input, size: int) -> list[np.ndarray]:
             out.append(as_rgb(obj, size, name=f"row {i}"))
         except BadImageError as exc:
             raise bad_input(str(exc)) from None
+        except Exception as exc:  # an odd object in a Python call: still the caller's input, still a 400
+            raise bad_input(f"row {i}: not an image ({type(exc).__name__})") from None
     return out
 
 
@@ -104,6 +140,14 @@ class CoverModel(mlflow.pyfunc.PythonModel):
     def predict_proba(self, covers: list[np.ndarray]) -> np.ndarray:  # (N, n_genres)
         raise NotImplementedError
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        # The type hint is pd.DataFrame, from which MLflow infers no schema: the explicit signature
+        # (a binary "image" column) stays the contract, and dicts/arrays still work from Python.
         covers = decode_rows(model_input, self.size)
-        return to_frame(self.predict_proba(covers), self.genres)
+        try:
+            proba = self.predict_proba(covers)
+        except Exception as exc:  # a bug or the machine (memory): logged here, never a trace to the client
+            log.exception("prediction failed")
+            raise RequestRejected(f"prediction failed ({type(exc).__name__}); see the server log",
+                                  error_code=INTERNAL_ERROR) from None
+        return to_frame(proba, self.genres)

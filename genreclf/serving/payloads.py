@@ -12,12 +12,13 @@ sends: a string is only ever decoded as base64 image bytes.
 from __future__ import annotations
 
 import base64
+import os
+import stat
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from genreclf.data.images import BadImageError, decode_rgb
+from genreclf.data.images import MAX_FILE_BYTES, BadImageError, decode_rgb
 from genreclf.errors import UserError
 from genreclf.serving.contract import IMAGE_COLUMN
 from genreclf.tracking import registry
@@ -52,6 +53,17 @@ def load_model(model_uri: str):
                              "train_cnn, @champion from genreclf promote)") from None
 
 
+def read_cover_file(path: str) -> bytes:
+    """A regular file's bytes, at most MAX_FILE_BYTES: a FIFO would hang, /dev/zero would never end."""
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BadImageError(f"{path}: not a regular file (FIFO, device or folder); give an image file")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise BadImageError(f"{path}: over the {MAX_FILE_BYTES // 2**20} MiB limit per cover")
+    return data
+
+
 def predict_files(model_uri: str, files: list[str], top: int = 3) -> int:
     """Print the predicted genre and the top probabilities of each cover file.
 
@@ -61,7 +73,7 @@ def predict_files(model_uri: str, files: list[str], top: int = 3) -> int:
     covers, failed = {}, 0
     for f in files:
         try:
-            data = Path(f).read_bytes()
+            data = read_cover_file(f)
             decode_rgb(data, size=32, name=f)  # checked here so one bad file cannot fail the batch
             covers[f] = data
         except (OSError, BadImageError) as exc:

@@ -3,11 +3,14 @@ the 25 CV features extracted inside - the same contract as the CNN."""
 from __future__ import annotations
 
 import json
+import os
+import zipfile
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
+import skops.io as skops_io
 from sklearn.ensemble import RandomForestClassifier
 
 from genreclf.data.covers import CoverSet
@@ -16,10 +19,30 @@ from genreclf.rf import forest
 from genreclf.rf.features import FEATURE_NAMES, FEATURE_VERSION, WORK, extract, extract_many
 from genreclf.serving.contract import CoverModel
 
+# The one type of a fitted forest skops does not trust by default (checked on every load: a file that
+# needs anything else is refused, so loading never runs arbitrary code).
+SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
+
+
+def load_estimator(path: str) -> RandomForestClassifier:
+    """The fitted forest, from skops (no pickle), or from a joblib file of a model logged before."""
+    if path.endswith(".skops"):
+        unknown = sorted(set(skops_io.get_untrusted_types(file=path)) - set(SKOPS_TRUSTED))
+        if unknown:
+            raise RuntimeError(f"{Path(path).name}: refusing to load types {unknown} (not a plain forest)")
+        return skops_io.load(path, trusted=SKOPS_TRUSTED)
+    # joblib unpickles (runs code): honour MLflow's switch for pickled models (see docs/serving.md)
+    if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").lower() not in {"1", "true"}:
+        raise RuntimeError(f"{Path(path).name} is a pickle and MLFLOW_ALLOW_PICKLE_DESERIALIZATION is off; "
+                           f"re-register the model (genreclf train_rf)")
+    return joblib.load(path)
+
 
 class RFCoverModel(CoverModel):
     """Artifacts: the fitted forest, per-genre feature means/stds on the train split and the
     importances, which the demo shows next to a cover's own features."""
+
+    CODE_FILE = "rf"  # logged as code: genreclf/serving/code_models/rf.py
 
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
@@ -27,7 +50,7 @@ class RFCoverModel(CoverModel):
             raise RuntimeError(f"this model was trained on feature version {meta['feature_version']} "
                                f"but genreclf computes version {FEATURE_VERSION}; retrain it")
         self.genres, self.size = meta["genres"], int(meta["decode_size"])
-        self.estimator = joblib.load(context.artifacts["estimator"])
+        self.estimator = load_estimator(context.artifacts["estimator"])
         self.estimator.n_jobs = 1  # serving predicts a few covers at a time; threads cost more than they give
         stats = pd.read_csv(context.artifacts["feature_stats"], index_col=["stat", "genre"])
         self.genre_means, self.genre_stds = stats.loc["mean"], stats.loc["std"]
@@ -54,9 +77,9 @@ def write_artifacts(folder: Path, model: RandomForestClassifier, importances: pd
     stats = pd.concat({"mean": frame.groupby("genre")[FEATURE_NAMES].mean(),
                        "std": frame.groupby("genre")[FEATURE_NAMES].std(ddof=0)}, names=["stat", "genre"])
     stats = stats.reindex(pd.MultiIndex.from_product([["mean", "std"], covers.genres], names=["stat", "genre"]))
-    paths = {"estimator": folder / "random_forest.joblib", "feature_stats": folder / "feature_stats.csv",
+    paths = {"estimator": folder / "random_forest.skops", "feature_stats": folder / "feature_stats.csv",
              "importances": folder / "importances.csv", "meta": folder / "meta.json"}
-    joblib.dump(model, paths["estimator"], compress=3)
+    skops_io.dump(model, paths["estimator"], compression=zipfile.ZIP_DEFLATED)
     stats.to_csv(paths["feature_stats"])
     importances.to_csv(paths["importances"], index=False)
     # decode_size: the cover cache size the forest was trained at; serving decodes to it first, so a

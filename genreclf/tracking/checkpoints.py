@@ -12,6 +12,7 @@ import torch
 from genreclf.cnn import checkpoints
 from genreclf.cnn.checkpoints import ResumeError
 from genreclf.cnn.loop import TrainState
+from genreclf.tracking import owner
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,17 @@ def load(run_id: str) -> dict:
         run = tracking.get_run(run_id)
     except Exception as exc:  # MlflowException for unknown ids, ValueError for malformed ones
         raise ResumeError(f"resume={run_id!r}: no such run in this tracking store ({exc})") from None
+    if run.info.status == "RUNNING" and owner.owner_alive(run.data.tags):
+        raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} is still being trained by process "
+                          f"{run.data.tags.get('owner_pid')} on {run.data.tags.get('owner_host')}; stop that "
+                          f"process (or let it finish) before resuming, or two trainings would write one run")
     if run.info.status == "FINISHED":
         raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} already finished; nothing to resume")
     if TAG not in run.data.tags:
         raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} has no completed checkpoint "
                           f"(it stopped before its first epoch ended); start a new run instead")
     with tempfile.TemporaryDirectory() as tmp:
-        last = torch.load(tracking.download(f"runs:/{run_id}/checkpoints/last.pt", tmp), map_location="cpu",
-                          weights_only=True)
+        last = _load_last(tracking.download(f"runs:/{run_id}/checkpoints/last.pt", tmp), run_id)
         best = None
         if last["state"]["best_epoch"] >= 0:
             try:
@@ -51,3 +55,15 @@ def load(run_id: str) -> dict:
     log.info("resuming run %s after epoch %d (best val macro-F1 %.4f at epoch %d)", run_id, ckpt["epoch"],
              ckpt["state"]["best_f1"], ckpt["state"]["best_epoch"])
     return ckpt
+
+
+def _load_last(path: str, run_id: str) -> dict:
+    """last.pt, or a ResumeError when it is truncated, foreign or lacks the keys resume needs."""
+    try:
+        last = torch.load(path, map_location="cpu", weights_only=True)
+        last["state"]["best_epoch"], last["epoch"], last["model"]  # noqa: B018 - the keys resume needs
+    except Exception as exc:  # truncated zip, foreign file, wrong layout: torch raises many types
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ResumeError(f"resume={run_id!r}: checkpoints/last.pt is damaged or not a genreclf checkpoint "
+                          f"({type(exc).__name__}: {first}); start a new run") from None
+    return last

@@ -86,8 +86,12 @@ def log_pyfunc(python_model: PythonModel, *, artifacts: dict[str, str], input_ex
     Returns (model_uri, registered version or None).
     """
     pkg = str(Path(genreclf.__file__).resolve().parent)
+    code = getattr(python_model, "CODE_FILE", None)
+    # models-from-code: loading executes genreclf/serving/code_models/<code>.py (with the genreclf in
+    # code/), never a cloudpickle of the object
+    model: PythonModel | str = str(Path(pkg) / "serving" / "code_models" / f"{code}.py") if code else python_model
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=python_model, artifacts=artifacts, code_paths=[pkg],
+        name="model", python_model=model, artifacts=artifacts, code_paths=[pkg],
         input_example=input_example, signature=signature, registered_model_name=registered_name,
         pip_requirements=_requirements(), tags={k: str(v) for k, v in (tags or {}).items()},
     )
@@ -98,7 +102,7 @@ def log_pyfunc(python_model: PythonModel, *, artifacts: dict[str, str], input_ex
 def _requirements() -> list[str]:
     pins = []
     for dist in ("mlflow", "torch", "torchvision", "scikit-learn", "opencv-python-headless", "scikit-image",
-                 "pillow", "numpy", "pandas", "grad-cam", "pyyaml"):
+                 "pillow", "numpy", "pandas", "grad-cam", "pyyaml", "skops"):
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:

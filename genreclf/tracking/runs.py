@@ -26,11 +26,13 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.fluent import _get_experiment_id
 
 from genreclf.config import Resolved
 from genreclf.data.covers import CoverSet
 from genreclf.metrics import Evaluation
 from genreclf.plotting import plt
+from genreclf.tracking import owner
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,28 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
                   log_system_metrics=system_metrics)
     if not run_id:
         kwargs["run_name"] = name
+    reap_orphans(keep=run_id)
     with mlflow.start_run(**kwargs) as run:
-        mlflow.set_tags({**base, **(tags or {}), "mlflow.runName": name})
-        yield run.info.run_id
+        mlflow.set_tags({**base, **(tags or {}), **owner.owner_tags(), "mlflow.runName": name})
+        try:
+            yield run.info.run_id
+        except BaseException as exc:
+            # MLflow ends the run FAILED (KILLED on Ctrl-C) as the exception leaves; say why on the run
+            owner.tag_failure(client(), run.info.run_id, exc)
+            raise
+
+
+def reap_orphans(keep: str | None = None) -> int:
+    """Mark FAILED the runs of the active experiment left RUNNING by a process that is gone (``owner``)."""
+    return owner.reap_orphans(client(), active_experiment_id(), keep)
+
+
+def active_experiment_id() -> str | None:
+    """The experiment new runs go to (set by ``configure``), or None when there is none yet."""
+    try:
+        return _get_experiment_id()
+    except Exception:  # no experiment resolvable yet (e.g. an unreachable store)
+        return None
 
 
 def active_run_id() -> str | None:
@@ -161,7 +182,7 @@ def log_artifact(local: str | Path, artifact_dir: str | None = None) -> None:
 
 
 def log_config(resolved: Resolved) -> None:
-    mlflow.log_text(resolved.to_yaml(), "config.yaml")
+    mlflow.log_text(resolved.to_yaml(), "config.yaml")  # to_yaml redacts secrets (storage passwords)
 
 
 def log_coverset(covers: CoverSet) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from genreclf.bench import runner as bench
 from genreclf.config import DataConfig
-from genreclf.data import images, synthetic
+from genreclf.data import cachefiles, images, synthetic
 from genreclf.data.covers import cache_root, load_covers
 from genreclf.data.images import BadImageError
 from genreclf.rf import features as F
@@ -143,6 +143,9 @@ def test_feature_table_is_cached_per_dataset_digest(workdir):
     marked = table.copy()
     marked.iloc[0, 0] = -123.0
     marked.to_parquet(cached[0])
+    # (with its checksum re-recorded: a table changed behind the cache's back is rebuilt instead)
+    sidecar = cached[0].with_suffix(".sha256")
+    sidecar.write_text(cachefiles.sha256_file(cached[0]))
     assert F.features_for(covers, progress=False).iloc[0, 0] == -123.0
     # another cover set (other digest) gets its own table
     other = load_covers(DataConfig(data="synthetic:6", cache_size=64, seed=7), progress=False)
