@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from dataclasses import fields
 
@@ -48,17 +49,19 @@ def _add_section_options(parser: argparse.ArgumentParser, sections: tuple[str, .
             seen.add(f.name)
             default = getattr(cls(), f.name)
             flags = dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"])
-            group.add_argument(*flags, dest=f.name, default=None,
-                               metavar=type(default).__name__.upper(), help=f"(default: {default!r})")
+            group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                               help=f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%"))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genreclf", description="Album-cover -> music-genre classification "
+    parser = argparse.ArgumentParser(prog="genreclf", allow_abbrev=False, description="Album-cover -> music-genre classification "
                                      "as a reproducible MLflow project.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (sections, _, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_, aliases=[name.replace("_", "-")] if "_" in name else [])
+        # no abbreviations: `mlflow run -P epoch=3` must be an error naming --epoch, not a silent --epochs
+        p = sub.add_parser(name, help=help_, description=help_, allow_abbrev=False,
+                           aliases=[name.replace("_", "-")] if "_" in name else [])
         p.set_defaults(command=name)
         p.add_argument("--config", default=None, help="experiment YAML (e.g. experiments/quickstart.yaml); "
                        "explicit options override it")
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             from genreclf.serving.payloads import predict_files
             return predict_files(args.model, args.files, args.top)
         sections, target, _ = COMMANDS[args.command]
+        if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: never leave the run with a random name
+            from genreclf.tracking.runs import name_project_run
+            name_project_run(args.command)
         explicit = {k: v for k, v in vars(args).items() if k not in {"command", "config", "verbose"}}
         resolved = C.Resolved(args.command, C.resolve(args.config, explicit, *sections))
         module, func = target.split(":")

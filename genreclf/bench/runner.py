@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from genreclf.progress import progress_bar
 
 from genreclf.config import DEFAULT_GENRES, ConfigError, as_flat_dict
 from genreclf.data import synthetic
@@ -199,7 +199,7 @@ def main(resolved) -> dict:
         tracking.log_coverset(covers)
         ctx = {"resolved": resolved, "cfg": knobs(cfg, cfg.quick), "covers": covers, "sizes": sizes,
                "repeats": min(cfg.repeats, 2) if cfg.quick else cfg.repeats, "run_id": run_id}
-        for name, stage in tqdm(stages.items(), desc="bench stages", unit="stage"):
+        for name, stage in progress_bar(stages.items(), desc="bench stages", unit="stage"):
             log.info("bench stage %s", name)
             start = time.perf_counter()
             metrics, stage_rows = stage(ctx)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from genreclf.progress import progress_bar
 
 from genreclf.bench import cnn as cnn_bench
 from genreclf.bench.runner import medians
@@ -79,7 +79,7 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
         for i in range(len(covers)):
             files.append(os.path.join(tmp, f"{i}.jpg"))
             Path(files[-1]).write_bytes(encode(np.asarray(covers.images[i]), "JPEG", 90))
-        for n in tqdm(sizes, desc="data pipeline sizes", leave=False):
+        for n in progress_bar(sizes, desc="data pipeline sizes", leave=False):
             idx = np.resize(np.arange(len(covers)), n)  # n covers, repeating the cache if it holds fewer
             cached = cnn.CoverDataset(covers.images, covers.labels, idx, transform)
             source = SourceFiles([files[i] for i in idx], covers.labels[idx], size, transform)
@@ -157,7 +157,7 @@ def inference_stage(ctx) -> tuple[dict, list]:
     batch = pd.DataFrame({"image": blobs})
     pyfunc.predict(batch)  # warm-up: first call allocates
     lat = []
-    for _ in tqdm(range(b.latency_calls), desc="single-cover latency", leave=False):
+    for _ in progress_bar(range(b.latency_calls), desc="single-cover latency", leave=False):
         t = time.perf_counter()
         pyfunc.predict(one)
         lat.append(time.perf_counter() - t)
@@ -229,7 +229,7 @@ def scaling_stage(ctx) -> tuple[dict, list]:
     from genreclf.rf import features
     distinct = jpeg_covers(genres_of(ctx["resolved"]), 16 if ctx["cfg"].quick else 64)
     sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
-    for n in tqdm(sizes, desc="feature extraction sizes", leave=False):
+    for n in progress_bar(sizes, desc="feature extraction sizes", leave=False):
         blobs = [distinct[i % len(distinct)] for i in range(n)]
         res = medians({"genreclf": lambda: features.extract_many(blobs, progress=False, chunk=8)}, ctx["repeats"])
         wall.append(res["genreclf"]["median_s"])

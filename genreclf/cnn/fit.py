@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from genreclf.progress import progress_bar
 
 from genreclf.cnn import backbones, checkpoints, embeddings
 from genreclf.cnn.transforms import create_transform, normalize, to_chw
@@ -108,7 +108,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer, lr_schedule
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, start = 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, total=min(len(loader), max_steps or len(loader)))
+    bar = progress_bar(loader, desc=desc, leave=False, total=min(len(loader), max_steps or len(loader)))
     for step, (x, y) in enumerate(bar):
         if max_steps and step >= max_steps:
             break

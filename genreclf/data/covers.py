@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.fft import dctn
-from tqdm.auto import tqdm
+from genreclf.progress import progress_bar
 
 from genreclf.config import DataConfig
 from genreclf.data.images import BadImageError, decode_rgb
@@ -64,7 +64,7 @@ def load_covers(cfg: DataConfig, progress: bool = True) -> CoverSet:
     source = open_source(cfg.data, cfg.seed)
     genres = select_genres(cfg.genres, source.genres)
     ids, labels, blobs = [], [], []
-    for raw in tqdm(source.records(genres), desc=f"reading {cfg.data}", disable=not progress, leave=False):
+    for raw in progress_bar(source.records(genres), desc=f"reading {cfg.data}", disable=not progress, leave=False):
         ids.append(raw.sample_id)
         labels.append(genres.index(raw.genre))
         blobs.append(raw.data)
@@ -126,7 +126,7 @@ def _decoded(digest: str, blobs: list[bytes], ids: list[str], size: int, progres
         except BadImageError as exc:
             reasons[i] = str(exc)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
-        list(tqdm(pool.map(work, range(len(blobs))), total=len(blobs), desc="decoding covers",
+        list(progress_bar(pool.map(work, range(len(blobs))), total=len(blobs), desc="decoding covers",
                   disable=not progress, leave=False))
     phash = phash64(images)
     tmp = npy.with_suffix(".tmp.npy")

@@ -31,7 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # plots are artifacts, never windows
 import optuna
-from tqdm.auto import tqdm
+from genreclf.progress import progress_bar
 
 from genreclf.config import ConfigError, Resolved
 from genreclf.data.covers import load_covers
@@ -69,6 +69,11 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     objective, max_resource = make_objective(kind, shared, covers)  # warms the caches before workers start
     parent = study.user_attrs.get("mlflow_parent_run_id")
     parent = parent if parent and tracking.run_exists(parent) else None
+    if parent and not tracking.in_active_experiment(parent):
+        # MLflow nests runs only inside one experiment: this experiment gets a parent of its own
+        log.info("study %s: its earlier trials are under run %s in experiment %r; this run starts a new parent "
+                 "here (the study itself, in %s, goes on)", name, parent, tracking.experiment_name_of(parent), redact(url))
+        parent = None
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
@@ -135,7 +140,7 @@ def _open_checked(name: str, storage, fingerprint: str) -> optuna.Study:
 
 def run_search(search: Search, study: optuna.Study, objective, max_resource: int) -> None:
     """This process works on the study while ``n_workers - 1`` spawned processes do the same."""
-    bar = tqdm(total=search.n_trials, initial=min(len(finished(study)), search.n_trials),
+    bar = progress_bar(total=search.n_trials, initial=min(len(finished(study)), search.n_trials),
                desc=f"tuning {search.study_name}", unit="trial")
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked MLflow/SQLite/torch state
     procs = [ctx.Process(target=worker_main, args=(dataclasses.replace(search, worker=i),), name=f"tune-worker-{i}")

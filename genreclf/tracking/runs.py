@@ -51,6 +51,24 @@ def use_experiment_of(run_id: str) -> None:
     mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
 
 
+def in_active_experiment(run_id: str) -> bool:
+    """Whether ``run_id`` lives in the active experiment (MLflow continues or nests runs only there)."""
+    from mlflow.tracking.fluent import _get_experiment_id
+    return client().get_run(run_id).info.experiment_id == _get_experiment_id()
+
+
+def experiment_name_of(run_id: str) -> str:
+    return mlflow.get_experiment(client().get_run(run_id).info.experiment_id).name
+
+
+def name_project_run(name: str) -> None:
+    """Under `mlflow run`, give the project run a readable name at once, so a run that fails before
+    its entry point names it properly is not left with MLflow's random one (``redolent-rat-490``)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        client().set_tag(run_id, "mlflow.runName", name)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,

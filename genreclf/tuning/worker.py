@@ -152,6 +152,9 @@ def _free_memory() -> None:
 def work(search: Search, objective: Callable, max_resource: int, on_trial: Callable[[], None] | None = None) -> int:
     """Run trials until the study holds ``n_trials`` finished ones or the deadline passes."""
     uri = tracking.configure(search.resolved.sections["data"].experiment)
+    # trials nest under the study's parent, so they go where it is (under `mlflow run`: the experiment
+    # of --experiment-name / MLFLOW_EXPERIMENT_NAME, not necessarily the `experiment` parameter)
+    tracking.use_experiment_of(search.parent_run_id)
     if search.kind == "cnn" and search.n_workers > 1:  # share the cores instead of oversubscribing them
         import torch
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.n_workers))
