@@ -41,6 +41,26 @@ def save(epoch: int, model, optimizer, lr_scheduler, scaler, cfg, state: dict,
     tracking.set_tags({TAG: epoch})
 
 
+KEEP = {"none": (), "best": ("best.pt",), "all": ("best.pt", "last.pt")}
+
+
+def prune(run_id: str, keep: str) -> list[str]:
+    """After a successful run: delete the checkpoints the user did not ask to keep (``keep_checkpoints``).
+
+    While a run is unfinished both files stay (``resume`` needs them); once it has finished it cannot be
+    resumed, and the logged model holds the best weights, so by default nothing is kept (a ResNet-18
+    pair is ~170 MB)."""
+    if keep not in KEEP:
+        raise UserError(f"keep_checkpoints={keep!r}: expected one of {sorted(KEEP)}")
+    gone = [name for name in ("best.pt", "last.pt") if name not in KEEP[keep]]
+    for name in gone:
+        try:
+            tracking.delete_artifacts(run_id, f"checkpoints/{name}")
+        except (OSError, FileNotFoundError) as exc:  # never logged (no epoch finished): nothing to delete
+            log.debug("checkpoints/%s not deleted: %s", name, exc)
+    return gone
+
+
 def load(run_id: str) -> dict:
     """The last checkpoint of a run, with ``best_weights`` filled in (CPU tensors)."""
     try:

@@ -55,7 +55,8 @@ def check_config(cfg: CNNConfig) -> None:
              ("backbone_lr_mult", cfg.backbone_lr_mult >= 0, ">= 0"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
              ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
              ("aug_scale_min", 0 < cfg.aug_scale_min <= 1, "in (0, 1]"), ("lp_epochs", cfg.lp_epochs >= 0, ">= 0"),
-             ("warmup_epochs", cfg.warmup_epochs >= 0, ">= 0"), ("patience", cfg.patience >= 0, ">= 0")]
+             ("warmup_epochs", cfg.warmup_epochs >= 0, ">= 0"), ("patience", cfg.patience >= 0, ">= 0"),
+             ("keep_checkpoints", cfg.keep_checkpoints in ("none", "best", "all"), "none | best | all")]
     bad = [f"{name}={getattr(cfg, name)!r} (must be {rule})" for name, ok, rule in rules if not ok]
     if bad:
         raise UserError("invalid CNN parameters: " + "; ".join(bad))
@@ -248,7 +249,8 @@ def fit(covers, cfg: CNNConfig, *, on_epoch: Callable[[int, dict], None] | None 
             state["stopped"] = bool(cfg.patience and state["bad_epochs"] >= cfg.patience and epoch + 1 < cfg.epochs)
             _log_epoch(epoch, metrics)
             if log:
-                tracking.log_metrics(metrics, step=epoch)
+                # per-genre val F1 too: a curve per genre, not one dot after training
+                tracking.log_metrics({**metrics, **{k: v for k, v in val.items() if "_f1_" in k}}, step=epoch)
                 if checkpoint:
                     checkpoints.save(epoch, model, optimizer, lr_scheduler, scaler, cfg, state, best_weights, improved)
             if on_epoch is not None:
@@ -275,7 +277,7 @@ def _log_epoch(epoch: int, m: dict) -> None:
 
 
 def _check_resumable(saved: dict, cfg: CNNConfig) -> None:
-    ignore = {"resume", "device", "workers", "register", "gradcam_per_genre"}
+    ignore = {"resume", "device", "workers", "register", "gradcam_per_genre", "keep_checkpoints"}
     diff = {k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in ignore and getattr(cfg, k, v) != v}
     if diff:
         raise checkpoints.ResumeError("resume: the checkpoint was trained with other settings: "

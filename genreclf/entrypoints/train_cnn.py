@@ -120,6 +120,7 @@ def main(resolved: Resolved) -> dict:
                 "genres": ",".join(covers.genres), "git_commit": tracking.git_commit(), "source_run_id": run_id,
                 "model_family": "cnn"}
         model_uri, version = log_model(result.model, cfg, covers, tags, cfg.register)
+        checkpoints.prune(run_id, cfg.keep_checkpoints)  # finished: resume no longer needs them
     log.info("%s: val macro-F1 %.3f, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
              metrics["val_macro_f1"], metrics["test_accuracy"], metrics["test_macro_f1"], model_uri, version)
     return {"run_id": run_id, "model_uri": model_uri, "model_version": version, "best_epoch": result.best_epoch,

@@ -43,7 +43,8 @@ from genreclf.tuning.worker import Search, work, worker_main
 
 log = logging.getLogger(__name__)
 # settings that do not change what a trial measures: a study may be resumed with other values
-NOT_MEASURED = {"n_jobs", "register", "device", "workers", "resume", "gradcam_per_genre", "tta"}
+NOT_MEASURED = {"n_jobs", "register", "device", "workers", "resume", "gradcam_per_genre", "tta",
+               "keep_checkpoints"}
 
 
 def tune_rf_main(resolved: Resolved) -> dict:
@@ -181,6 +182,9 @@ def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_w
         best = study.best_trial
         out.update(best_value=best.value, best_trial=best.number, best_params=best.params)
         tracking.set_tags({f"best_{k}": v for k, v in best.params.items()})
+        # the parent shows the best configuration as its params (the searched ones; the rest are the
+        # fixed settings of config.yaml) - a resumed study whose best changed keeps the first: tags say
+        tracking.log_new_params(best.params)
         tracking.log_json({"trial": best.number, "value": best.value, "params": best.params}, "tune/best_params.json")
     frame = study.trials_dataframe()
     if len(frame):

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from genreclf.tracking.names import display_name
+
 log = logging.getLogger(__name__)
 SYSTEM_METRICS = True
 
@@ -112,7 +114,7 @@ def log_params(params: dict[str, Any]) -> None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    clean = {display_name(k): float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
     mlflow.log_metrics(clean, step=step)
 
 
@@ -236,6 +238,12 @@ def close_run(run_id: str, status: str = "KILLED", tags: dict[str, Any] | None =
     """Tag and terminate a run this process does not hold (e.g. the trial of a killed worker)."""
     tag_run(run_id, tags or {})
     client().set_terminated(run_id, status)
+
+
+def delete_artifacts(run_id: str, path: str) -> None:
+    """Remove an artifact file or folder of a run (e.g. checkpoints no longer needed)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    get_artifact_repository(get_run(run_id).info.artifact_uri).delete_artifacts(path)
 
 
 def download(artifact_uri: str, dst: str | None = None) -> str:

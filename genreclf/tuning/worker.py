@@ -130,7 +130,10 @@ def run_trial(trial: optuna.Trial, search: Search, space, objective: Callable, s
     book = time.perf_counter() - t0 - work
     trial.set_user_attr("work_s", work)
     trial.set_user_attr("bookkeeping_s", book)
-    run.close(state, {"trial_value": value, "trial_work_s": work, "trial_bookkeeping_s": book}, err)
+    # only a COMPLETE trial has a value: a pruned one's last intermediate value (which may beat the
+    # study's best on a lucky fold/epoch) is kept apart, so trial_value never reads above the best
+    final = {"trial_value": value} if state == "COMPLETE" else {"trial_last_value": value}
+    run.close(state, {**final, "trial_work_s": work, "trial_bookkeeping_s": book}, err)
     if err is not None:
         raise err
     return value
