@@ -66,7 +66,7 @@ def promote_main(resolved) -> dict:
         raise PromotionError(f"margin={cfg.margin}: must be >= 0 (the challenger must be better by more than it)")
     tracking.configure(data.experiment)
     names = _model_names(cfg.model_name)
-    covers = load_covers(data)
+    covers = load_covers(recorded_data(names, data))
     known = classification_metrics(covers.labels[:1], [[1.0] * len(covers.genres)], covers.genres, "test")
     if cfg.metric not in known:
         raise PromotionError(f"metric={cfg.metric!r} is not a test metric; choose one of {sorted(known)}")
@@ -83,6 +83,43 @@ def promote_main(resolved) -> dict:
             results[name] = _promote_one(name, covers, covers.labels[test], encoded, cfg, run_id)
         tracking.log_json(results, "promotion/decisions.json")
     return results
+
+
+def recorded_data(names: list[str], data):
+    """Without a ``data`` parameter (the built-in default), score on the data the challengers were
+    trained on: each version's source run logged its resolved configuration (``config.yaml``), data
+    section included - so no one has to repeat ``data=...`` and nothing reaches for Hugging Face."""
+    import dataclasses
+
+    import yaml
+
+    from genreclf.config import DEFAULT_DATA, DataConfig, build
+    if data.data != DEFAULT_DATA:
+        return data
+    recorded = {}
+    for name in names:
+        version = (tracking.registered_aliases(name) or {}).get(CHALLENGER)
+        run_id = version and tracking.model_version(name, version).run_id
+        if not run_id:
+            continue
+        try:
+            text = open(tracking.download(f"runs:/{run_id}/config.yaml")).read()
+            section = (yaml.safe_load(text) or {}).get("data") or {}
+        except Exception as exc:  # an old or deleted source run: keep the parameters as given
+            log.warning("%s v%s: no recorded data configuration (%s)", name, version, exc)
+            continue
+        recorded[name] = dataclasses.replace(build(DataConfig, section), experiment=data.experiment)
+    sources = {(d.data, d.genres) for d in recorded.values()}
+    if len(sources) > 1:
+        raise PromotionError("the challengers were trained on different data ("
+                             + "; ".join(f"{n}: data={d.data} genres={d.genres}" for n, d in recorded.items())
+                             + "): promote them one at a time with model_name=<name> and data=...")
+    if not recorded:
+        return data
+    chosen = next(iter(recorded.values()))
+    log.info("data not given: scoring on the data the challenger was trained on (data=%s, genres=%s)",
+             chosen.data, chosen.genres)
+    return chosen
 
 
 def _model_names(model_name: str) -> list[str]:
