@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from genreclf import config as C
 from genreclf.errors import UserError
+from genreclf.progress import quiet_library_bars
 
 # subcommand -> (config sections, "module:function", help)
 COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -75,6 +76,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    quiet_library_bars()  # before mlflow is imported: it reads the setting once
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "matplotlib", "PIL", "httpx", "alembic", "numba"):

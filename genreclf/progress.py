@@ -23,6 +23,12 @@ def on_terminal() -> bool:
         return False
 
 
+def quiet_library_bars() -> None:
+    """Off a terminal, turn off the bars libraries draw themselves (MLflow's "Downloading artifacts")."""
+    if not on_terminal():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
              disable: bool = False, leave: bool = False, initial: int = 0) -> Any:
     """A tqdm bar when stderr is a terminal, else a :class:`LogProgress` with the same small interface

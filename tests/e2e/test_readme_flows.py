@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TINY = {"data": "synthetic:12", "cache_size": "64"}
 TINY_CNN = {"image_size": "64", "gradcam_per_genre": "1"}
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the block runs twice: ~10 mlflow runs
 
 
 def using_it_block() -> list[str]:

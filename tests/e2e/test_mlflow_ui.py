@@ -1,0 +1,102 @@
+"""The MLflow UI as a user sees it: a CNN run's page and a tuning parent's page, in headless Chromium.
+
+A real ``mlflow server`` on 127.0.0.1 (free port) serves a store filled by the real entry points; the
+test checks what the pages show and leaves screenshots in ``test-output/`` for a person to look at.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from genreclf import config as C
+from genreclf.entrypoints import train_cnn, tune
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "test-output"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill_store() -> dict:
+    data = {"data": "synthetic:12", "cache_size": "64", "experiment": "ui"}
+    cnn = C.Resolved("train_cnn", C.resolve(None, {**data, "pretrained": "false", "epochs": "3", "image_size": "32",
+                                                   "gradcam_per_genre": "1", "patience": "0"}, "data", "cnn"))
+    rf = C.Resolved("tune_rf", C.resolve(None, {**data, "n_trials": "4", "n_jobs": "1", "n_estimators": "50"},
+                                         "data", "rf", "tune"))
+    return {"cnn": train_cnn.main(cnn), "tune": tune.run_tuning("rf", rf)}
+
+
+def start_server(db: Path, port: int) -> subprocess.Popen:
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(360):  # bounded: at most ~3 min for the server to answer (first start migrates the DB)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise AssertionError("mlflow server did not answer /health within 3 min")
+
+
+def test_run_page_and_tuning_parent_in_the_mlflow_ui(workdir):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian package chromium)")
+    from playwright.sync_api import expect, sync_playwright
+    out = fill_store()
+    client = mlflow.MlflowClient()
+    cnn_run = client.get_run(out["cnn"]["run_id"])
+    parent = client.get_run(out["tune"]["parent_run_id"])
+    eid = cnn_run.info.experiment_id
+    port = free_port()
+    server = start_server(workdir / "mlflow.db", port)
+    base = f"http://127.0.0.1:{port}/#/experiments/{eid}/runs"
+    OUT.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(f"http://127.0.0.1:{port}")
+                       else r.abort())  # nothing leaves the machine
+
+            page.goto(f"{base}/{cnn_run.info.run_id}/model-metrics")
+            expect(page.get_by_text(cnn_run.info.run_name).first).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.get_by_text("test_accuracy").first).to_be_visible(timeout=TIMEOUT_MS)
+            page.wait_for_timeout(3000)  # charts draw after the data arrives
+            page.screenshot(path=str(OUT / "mlflow_ui_cnn_run_metrics.png"), full_page=True)
+            text = page.inner_text("body")
+            # headline metrics before the grouped diagnostics (MLflow sections by the prefix before '/')
+            assert text.index("val_macro_f1") < text.index("train/best_epoch"), "diagnostics shown first"
+            assert "data/covers" in text and "data_covers" not in text
+
+            page.goto(f"{base}/{parent.info.run_id}")
+            expect(page.get_by_text(parent.info.run_name).first).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.get_by_text("best_value").first).to_be_visible(timeout=TIMEOUT_MS)
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(OUT / "mlflow_ui_tuning_parent.png"), full_page=True)
+            text = page.inner_text("body")
+            best = client.get_run(parent.info.run_id).data.params
+            for name in out["tune"]["best_params"]:  # the best configuration, as params
+                assert name in text and name in best, name
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
