@@ -55,7 +55,8 @@ def _add_section_options(parser: argparse.ArgumentParser, sections: tuple[str, .
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genreclf", allow_abbrev=False, description="Album-cover -> music-genre classification "
+    parser = argparse.ArgumentParser(prog="genreclf", allow_abbrev=False,
+                                     description="Album-cover -> music-genre classification "
                                      "as a reproducible MLflow project.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

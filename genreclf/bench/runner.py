@@ -23,11 +23,11 @@ from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
-from genreclf.progress import progress_bar
 
 from genreclf.config import DEFAULT_GENRES, ConfigError, as_flat_dict
 from genreclf.data import synthetic
 from genreclf.data.images import encode
+from genreclf.progress import progress_bar
 from genreclf.rf import features
 from genreclf.tracking import runs as tracking
 

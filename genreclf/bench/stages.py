@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from genreclf.progress import progress_bar
 
 from genreclf.bench import cnn as cnn_bench
 from genreclf.bench.runner import medians
@@ -33,6 +32,7 @@ from genreclf.cnn import fit as cnn
 from genreclf.cnn.transforms import create_transform, normalize, to_chw
 from genreclf.config import CNNConfig, RFConfig, TuneConfig
 from genreclf.data.images import decode_rgb, encode
+from genreclf.progress import progress_bar
 from genreclf.tracking import runs as tracking
 
 

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from genreclf.progress import progress_bar
 
 from genreclf.cnn import backbones, checkpoints, embeddings
 from genreclf.cnn.transforms import create_transform, normalize, to_chw
 from genreclf.config import CNNConfig
 from genreclf.errors import UserError
 from genreclf.metrics import classification_metrics
+from genreclf.progress import progress_bar
 from genreclf.tracking import runs as tracking
 
 logger = logging.getLogger(__name__)

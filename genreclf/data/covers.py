@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.fft import dctn
-from genreclf.progress import progress_bar
 
 from genreclf.config import DataConfig
 from genreclf.data.images import BadImageError, decode_rgb
 from genreclf.data.sources import DataError, open_source, select_genres
+from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)
 DECODE_VERSION = 1  # bump when decode_rgb changes, so old caches are not reused

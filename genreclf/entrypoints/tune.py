@@ -31,10 +31,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # plots are artifacts, never windows
 import optuna
-from genreclf.progress import progress_bar
 
 from genreclf.config import ConfigError, Resolved
 from genreclf.data.covers import load_covers
+from genreclf.progress import progress_bar
 from genreclf.tracking import runs as tracking
 from genreclf.tuning.objectives import make_objective, refit_cnn, refit_rf
 from genreclf.tuning.space import DEFAULT_DIR, load_space
@@ -73,7 +73,8 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     if parent and not tracking.in_active_experiment(parent):
         # MLflow nests runs only inside one experiment: this experiment gets a parent of its own
         log.info("study %s: its earlier trials are under run %s in experiment %r; this run starts a new parent "
-                 "here (the study itself, in %s, goes on)", name, parent, tracking.experiment_name_of(parent), redact(url))
+                 "here (the study itself, in %s, goes on)", name, parent, tracking.experiment_name_of(parent),
+                 redact(url))
         parent = None
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child

@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from genreclf.progress import progress_bar
 
 from genreclf.data.images import as_rgb, decode_rgb
+from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)
 WORK = 160            # canonical working resolution: a 640 px JPEG decodes straight to it (DCT scale 1/4)

@@ -3,7 +3,7 @@ and a cover picked again is answered from memory."""
 from __future__ import annotations
 
 from genreclf import RF_MODEL_NAME
-from genreclf.config import DataConfig, Resolved, RFConfig, ServeConfig
+from genreclf.config import DataConfig, Resolved, RFConfig
 from genreclf.entrypoints import demo
 from genreclf.rf.forest import train_main
 
