@@ -208,10 +208,13 @@ def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: s
 
 
 def as_flat_dict(*configs) -> dict[str, Any]:
-    """Flatten dataclasses for logging as MLflow params (section-prefixed only on collisions)."""
+    """Flatten dataclasses for logging as MLflow params (section-prefixed only on collisions that differ:
+    one ``seed`` when data, model and tuner share it, not ``seed`` + ``cnnconfig.seed``)."""
     out: dict[str, Any] = {}
     for cfg in configs:
         for key, val in dataclasses.asdict(cfg).items():
+            if key in out and out[key] == val:
+                continue
             out[key if key not in out else f"{type(cfg).__name__.lower()}.{key}"] = val
     return out
 

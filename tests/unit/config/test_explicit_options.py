@@ -51,3 +51,10 @@ def test_abbreviated_option_is_an_error(capsys):
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["train_cnn", "--epoch", "3"])
     assert "--epoch" in capsys.readouterr().err
+
+
+def test_logged_params_have_one_seed_unless_they_differ():
+    flat = C.as_flat_dict(C.DataConfig(), C.CNNConfig())
+    assert flat["seed"] == 42 and "cnnconfig.seed" not in flat
+    flat = C.as_flat_dict(C.DataConfig(), C.CNNConfig(seed=7))
+    assert flat["cnnconfig.seed"] == 7
