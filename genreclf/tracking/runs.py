@@ -35,7 +35,12 @@ def configure(experiment: str) -> str:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
     project_run = os.environ.get("MLFLOW_RUN_ID")
-    if project_run:
+    active = mlflow.active_run()
+    if active is not None:
+        # called inside a run (a tuning refit trains through train_cnn's own entry point): a nested
+        # run must stay in its parent's experiment, whatever the experiment parameter says
+        mlflow.set_experiment(experiment_id=active.info.experiment_id)
+    elif project_run:
         # under `mlflow run` the run already exists, in the experiment of --experiment-name, and
         # MLflow refuses to continue it under another one: follow the run
         exp = mlflow.get_experiment(client().get_run(project_run).info.experiment_id)
