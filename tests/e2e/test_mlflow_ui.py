@@ -24,7 +24,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def free_port() -> int:
@@ -36,6 +36,7 @@ def free_port() -> int:
 def fill_store() -> dict:
     data = {"data": "synthetic:12", "cache_size": "64", "experiment": "ui"}
     cnn = C.Resolved("train_cnn", C.resolve(None, {**data, "pretrained": "false", "epochs": "3", "image_size": "32",
+                                                   "max_steps_per_epoch": "1",
                                                    "gradcam_per_genre": "1", "patience": "0"}, "data", "cnn"))
     rf = C.Resolved("tune_rf", C.resolve(None, {**data, "n_trials": "4", "n_jobs": "1", "n_estimators": "50"},
                                          "data", "rf", "tune"))
@@ -45,8 +46,11 @@ def fill_store() -> dict:
 def start_server(db: Path, port: int) -> subprocess.Popen:
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(360):  # bounded: at most ~3 min for the server to answer (first start migrates the DB)
+    log = open(db.parent / "mlflow-server.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(600):  # bounded: at most ~5 min for the server to answer (slow only on a loaded machine)
+        if proc.poll() is not None:
+            break
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                 if r.status == 200:
@@ -54,7 +58,8 @@ def start_server(db: Path, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.5)
     proc.terminate()
-    raise AssertionError("mlflow server did not answer /health within 3 min")
+    raise AssertionError("mlflow server did not answer /health within 5 min: "
+                         + (db.parent / "mlflow-server.log").read_text()[-2000:])
 
 
 def test_run_page_and_tuning_parent_in_the_mlflow_ui(workdir):

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TINY = {"data": "synthetic:12", "cache_size": "64"}
 TINY_CNN = {"image_size": "64", "gradcam_per_genre": "1"}
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the block runs twice: ~10 mlflow runs
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]  # the block runs twice: ~10 mlflow runs
 
 
 def using_it_block() -> list[str]:
@@ -81,7 +81,7 @@ def run_block(dst: Path, env: dict) -> list[dict]:
         if argv[:2] == ["mlflow", "run"]:
             argv = tiny(argv)
         start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=dst, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(argv, cwd=dst, env=env, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-4000:]}"
         done.append({"line": line, "seconds": time.perf_counter() - start, "log": proc.stdout + proc.stderr})
     return done
