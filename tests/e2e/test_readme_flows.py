@@ -36,7 +36,10 @@ def using_it_block() -> list[str]:
 
 
 def tiny(argv: list[str]) -> list[str]:
-    """Shrink the data of one `mlflow run` command; everything else stays as written."""
+    """Shrink the data of one `mlflow run` command that names its data; everything else stays as written
+    (promote names none: it reads the challengers' recorded data)."""
+    if not any(a.startswith("data=") for a in argv):
+        return argv
     out, given = [], set()
     cnn = any(a in {"train_cnn", "tune_cnn"} for a in argv)
     for a in argv:
