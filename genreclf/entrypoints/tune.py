@@ -72,6 +72,12 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     objective, max_resource = make_objective(kind, shared, covers)  # warms the caches before workers start
     parent = study.user_attrs.get("mlflow_parent_run_id")
     parent = parent if parent and tracking.run_exists(parent) else None
+    if parent and not tracking.in_active_experiment(parent):
+        # MLflow nests runs only inside one experiment: this experiment gets a parent of its own
+        log.info("study %s: its earlier trials are under run %s in experiment %r; this run starts a new parent "
+                 "here (the study itself, in %s, goes on)", name, parent, tracking.experiment_name_of(parent),
+                 redact(url))
+        parent = None
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
@@ -112,6 +118,9 @@ def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_w
         best = study.best_trial
         out.update(best_value=best.value, best_trial=best.number, best_params=best.params)
         tracking.set_tags({f"best_{k}": v for k, v in best.params.items()})
+        # the parent shows the best configuration as its params (the searched ones; the rest are the
+        # fixed settings of config.yaml) - a resumed study whose best changed keeps the first: tags say
+        tracking.log_new_params(best.params)
         tracking.log_json({"trial": best.number, "value": best.value, "params": best.params}, "tune/best_params.json")
     frame = study.trials_dataframe()
     if len(frame):

@@ -112,7 +112,11 @@ def test_tune_rf_through_mlflow_run(workdir):
     assert len([t for t in study.trials if t.state.is_finished()]) == 4
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     assert parent.data.tags["best_n_estimators"] == str(study.best_params["n_estimators"])
-    assert 0 <= parent.data.metrics["test_macro_f1"] <= 1 and parent.data.metrics["n_finished"] == 4
+    # the parent shows the best configuration as its params; a pruned trial has no trial_value
+    assert parent.data.params["n_estimators"] == str(study.best_params["n_estimators"])
+    assert all(r.data.metrics.get("trial_value", -1) <= study.best_value + 1e-12 for r in trials)
+    assert all("trial_value" not in r.data.metrics for r in trials if r.data.tags["optuna_state"] == "PRUNED")
+    assert 0 <= parent.data.metrics["test_macro_f1"] <= 1 and parent.data.metrics["study/n_finished"] == 4
     pngs = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "tune")}
     assert {"tune/optimization_history.png", "tune/param_importances.png", "tune/parallel_coordinate.png",
             "tune/intermediate_values.png"} <= pngs
