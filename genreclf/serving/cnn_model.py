@@ -29,6 +29,8 @@ BATCH = 64  # covers per forward pass: bounded memory whatever the request size
 class CNNCoverModel(CoverModel):
     """Exposes ``.model`` (torch, eval mode), ``.genres``, ``.size`` (decode size), ``.meta``."""
 
+    code_file = str(Path(__file__).with_name("cnn_model_code.py"))
+
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["config"]).read_text())
         state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -100,10 +101,13 @@ class CoverModel(mlflow.pyfunc.PythonModel):
 
     genres: list[str]
     size: int
+    code_file: str  # the models-from-code file that builds this model (``<module>_code.py``)
 
     def predict_proba(self, covers: list[np.ndarray]) -> np.ndarray:  # (N, n_genres)
         raise NotImplementedError
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    # typed (a DataFrame in, a DataFrame out): MLflow then neither warns about missing hints nor
+    # re-validates what decode_rows already checks with clearer messages
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         covers = decode_rows(model_input, self.size)
         return to_frame(self.predict_proba(covers), self.genres)

@@ -21,6 +21,8 @@ class RFCoverModel(CoverModel):
     """Artifacts: the fitted forest, per-genre feature means/stds on the train split and the
     importances, which the demo shows next to a cover's own features."""
 
+    code_file = str(Path(__file__).with_name("rf_model_code.py"))
+
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
         if meta["feature_names"] != FEATURE_NAMES or meta["feature_version"] != FEATURE_VERSION:

@@ -86,8 +86,10 @@ def log_pyfunc(python_model: PythonModel, *, artifacts: dict[str, str], input_ex
     Returns (model_uri, registered version or None).
     """
     pkg = str(Path(genreclf.__file__).resolve().parent)
+    # models from code: the file that builds the model travels with it, not a CloudPickle of the object
+    code = getattr(python_model, "code_file", None) or python_model
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=python_model, artifacts=artifacts, code_paths=[pkg],
+        name="model", python_model=code, artifacts=artifacts, code_paths=[pkg],
         input_example=input_example, signature=signature, registered_model_name=registered_name,
         pip_requirements=_requirements(), tags={k: str(v) for k, v in (tags or {}).items()},
     )
