@@ -5,8 +5,8 @@ config file (``config=experiments/<name>.yaml``), then parameters given explicit
 
 An explicit value always wins, also one equal to the built-in default: MLproject declares no
 parameter defaults (``mlflow run`` passes only the ``-P`` the user gave, as ``--name value``), so
-"given" means given. Each field's ``help`` metadata is the one description of a parameter: ``--help``,
-the comments in MLproject and docs/parameters.md are generated from it.
+"given" means given. Each field's ``help`` metadata is the one description of a parameter: ``--help``
+and the comments in MLproject are generated from it.
 """
 from __future__ import annotations
 
