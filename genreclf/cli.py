@@ -15,7 +15,9 @@ from dataclasses import fields
 
 from genreclf import config as C
 from genreclf.errors import UserError
+from genreclf.progress import quiet_library_bars
 from genreclf.serving.payloads import predict_files
+from genreclf.tracking.runs import name_project_run
 
 # subcommand -> (config sections, "module:function", help)
 COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -58,17 +60,20 @@ def _add_section_options(parser: argparse.ArgumentParser, sections: tuple[str, .
             seen.add(f.name)
             default = getattr(cls(), f.name)
             flags = dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"])
-            group.add_argument(*flags, dest=f.name, default=None,
-                               metavar=type(default).__name__.upper(), help=f"(default: {default!r})")
+            group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                               help=f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%"))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genreclf", description="Album-cover -> music-genre classification "
+    parser = argparse.ArgumentParser(prog="genreclf", allow_abbrev=False,
+                                     description="Album-cover -> music-genre classification "
                                      "as a reproducible MLflow project.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (sections, _, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_, aliases=[name.replace("_", "-")] if "_" in name else [])
+        # no abbreviations: `mlflow run -P epoch=3` must be an error naming --epoch, not a silent --epochs
+        p = sub.add_parser(name, help=help_, description=help_, allow_abbrev=False,
+                           aliases=[name.replace("_", "-")] if "_" in name else [])
         p.set_defaults(command=name)
         p.add_argument("--config", default=None, help="experiment YAML (e.g. experiments/quickstart.yaml); "
                        "explicit options override it")
@@ -92,6 +97,7 @@ def _disk_full(exc: BaseException | None) -> BaseException | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    quiet_library_bars()  # before anything downloads artifacts (MLflow reads the setting per download)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "matplotlib", "PIL", "httpx", "alembic", "numba"):
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             return predict_files(args.model, args.files, args.top)
         sections, target, _ = COMMANDS[args.command]
+        name_project_run(args.command)  # under `mlflow run`: never leave the run with a random name
         explicit = {k: v for k, v in vars(args).items() if k not in {"command", "config", "verbose"}}
         resolved = C.Resolved(args.command, C.resolve(args.config, explicit, *sections))
         module, func = target.split(":")

@@ -28,7 +28,6 @@ from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from genreclf.bench import ab
 from genreclf.bench.runner import ab_cells, genres_of
@@ -37,6 +36,7 @@ from genreclf.data import covers as data_layer
 from genreclf.data import dedup
 from genreclf.data.covers import CoverSet
 from genreclf.data.images import encode
+from genreclf.progress import progress_bar
 
 SIZE = 48           # side of the generated covers
 CACHE_SIZE = 32     # decode size in the bench (tiny: the data layer's own cost, not pixels)
@@ -59,7 +59,7 @@ def make_folder(root: Path, genres: list[str], n: int, seed: int = 11) -> None:
     made: list[np.ndarray] = []
     for g in genres:
         (root / g).mkdir(parents=True, exist_ok=True)
-    for i in tqdm(range(n), desc="generating covers", leave=False):
+    for i in progress_bar(range(n), desc="generating covers", leave=False):
         g = genres[i % len(genres)]
         if i % DUP_EVERY == DUP_EVERY - 1 and made:  # a copy of an earlier cover (maybe another genre)
             blob = encode(made[int(rng.integers(len(made)))], "JPEG", 75)

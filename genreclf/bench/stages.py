@@ -30,7 +30,6 @@ import numpy as np
 import optuna
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from genreclf.bench import ab
 from genreclf.bench import cnn as cnn_bench
@@ -43,6 +42,7 @@ from genreclf.cnn.device import pick_device
 from genreclf.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
 from genreclf.config import CNNConfig, Resolved, RFConfig, TuneConfig
 from genreclf.data.images import decode_rgb, encode
+from genreclf.progress import progress_bar
 from genreclf.rf import features
 from genreclf.serving import cnn_model
 from genreclf.serving.contract import input_example, signature
@@ -107,7 +107,7 @@ def pipeline_stage(ctx) -> tuple[dict, list]:
         for i in range(len(covers)):
             files.append(os.path.join(tmp, f"{i}.jpg"))
             Path(files[-1]).write_bytes(encode(np.asarray(covers.images[i]), "JPEG", 90))
-        for n in tqdm(sizes, desc="data pipeline sizes", leave=False):
+        for n in progress_bar(sizes, desc="data pipeline sizes", leave=False):
             idx = np.resize(np.arange(len(covers)), n)  # n covers, repeating the cache if it holds fewer
             cached = CoverDataset(covers.images, covers.labels, idx, transform)
             source = SourceFiles([files[i] for i in idx], covers.labels[idx], size, transform)
@@ -192,7 +192,7 @@ def inference_stage(ctx) -> tuple[dict, list]:
     batch = pd.DataFrame({"image": blobs})
     pyfunc.predict(batch)  # warm-up: first call allocates
     lat = []
-    for _ in tqdm(range(b.latency_calls), desc="single-cover latency", leave=False):
+    for _ in progress_bar(range(b.latency_calls), desc="single-cover latency", leave=False):
         t = time.perf_counter()
         pyfunc.predict(one)
         lat.append(time.perf_counter() - t)
@@ -253,7 +253,7 @@ def scaling_stage(ctx) -> tuple[dict, list]:
     """genreclf's extractor at each of ``sizes`` covers (64 distinct 640 px JPEGs, repeated)."""
     distinct = jpeg_covers(genres_of(ctx["resolved"]), 16 if ctx["cfg"].quick else 64)
     sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
-    for n in tqdm(sizes, desc="feature extraction sizes", leave=False):
+    for n in progress_bar(sizes, desc="feature extraction sizes", leave=False):
         blobs = [distinct[i % len(distinct)] for i in range(n)]
         res = medians({"genreclf": functools.partial(features.extract_many, blobs, progress=False, chunk=8)},
                       ctx["repeats"])

@@ -19,7 +19,9 @@ from genreclf.config import CNNConfig
 from genreclf.errors import UserError
 
 # settings that may change between a run and its resumption (they do not change what is trained)
-MAY_CHANGE = {"resume", "device", "workers", "register", "gradcam_per_genre"}
+MAY_CHANGE = {"resume", "device", "workers", "register", "gradcam_per_genre", "keep_checkpoints"}
+# keep_checkpoints -> the files kept once a run has finished (while unfinished, resume needs both)
+KEEP = {"none": (), "best": ("best.pt",), "all": ("best.pt", "last.pt")}
 
 
 class ResumeError(UserError):
@@ -51,6 +53,14 @@ def with_best(last: dict, best: dict | None, what: str) -> dict:
     else:
         last["best_weights"] = best["model"]
     return last
+
+
+def unwanted(keep: str) -> list[str]:
+    """The checkpoint files a finished run does not keep. A finished run cannot be resumed, and its
+    logged model holds the best weights, so by default nothing is kept (a ResNet-18 pair is ~170 MB)."""
+    if keep not in KEEP:
+        raise UserError(f"keep_checkpoints={keep!r}: expected one of {sorted(KEEP)}")
+    return [name for name in ("best.pt", "last.pt") if name not in KEEP[keep]]
 
 
 def check_resumable(saved: dict, cfg: CNNConfig) -> None:

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from genreclf.cnn import backbones, distributed
 from genreclf.cnn.transforms import create_transform, flip_views, normalize, to_chw
 from genreclf.data.covers import cache_root
+from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def compute(model: nn.Module, backbone: str, images: np.ndarray, image_size: int
     out = []
     model.eval()
     with headless(model, backbone), torch.inference_mode():
-        for s in tqdm(range(0, len(images), batch_size), desc="embedding covers", disable=not progress, leave=False):
+        for s in progress_bar(range(0, len(images), batch_size), desc="embedding covers", disable=not progress):
             x = torch.stack([tf(to_chw(img)) for img in images[s:s + batch_size]]).to(device)
             x = normalize(x, channels_last)
             with autocast:

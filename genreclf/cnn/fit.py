@@ -56,7 +56,8 @@ def check_config(cfg: CNNConfig) -> None:
              ("backbone_lr_mult", cfg.backbone_lr_mult >= 0, ">= 0"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
              ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
              ("aug_scale_min", 0 < cfg.aug_scale_min <= 1, "in (0, 1]"), ("lp_epochs", cfg.lp_epochs >= 0, ">= 0"),
-             ("warmup_epochs", cfg.warmup_epochs >= 0, ">= 0"), ("patience", cfg.patience >= 0, ">= 0")]
+             ("warmup_epochs", cfg.warmup_epochs >= 0, ">= 0"), ("patience", cfg.patience >= 0, ">= 0"),
+             ("keep_checkpoints", cfg.keep_checkpoints in ("none", "best", "all"), "none | best | all")]
     bad = [f"{name}={getattr(cfg, name)!r} (must be {rule})" for name, ok, rule in rules if not ok]
     if bad:
         raise UserError("invalid CNN parameters: " + "; ".join(bad))
@@ -149,7 +150,8 @@ class EpochInputs:
 
 
 def run_epoch(state: TrainState, inputs: EpochInputs, epoch: int, genres: list[str]) -> dict[str, float]:
-    """Train one epoch and validate it; the metrics (``train_loss`` ... ``val_macro_f1``, ``lr``)."""
+    """Train one epoch and validate it; the metrics (``train_loss`` ... ``val_macro_f1``, ``lr``, and
+    ``val_f1_<genre>``: a curve per genre on the run page, not one dot after training)."""
     start, cfg, model = time.perf_counter(), state.cfg, state.model
     probe = cfg.freeze == "backbone" or epoch < cfg.lp_epochs
     frozen = backbones.freeze(model, cfg.backbone, "backbone" if probe else cfg.freeze)
@@ -168,6 +170,7 @@ def run_epoch(state: TrainState, inputs: EpochInputs, epoch: int, genres: list[s
     val = classification_metrics(y, proba, genres, "val")
     metrics.update(val_loss=val_loss, val_accuracy=val["val_accuracy"], val_macro_f1=val["val_macro_f1"],
                    lr=state.optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - start)
+    metrics.update({k: v for k, v in val.items() if "_f1_" in k})
     return metrics
 
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from genreclf.cnn import distributed
 from genreclf.cnn.device import Runtime
 from genreclf.cnn.transforms import mean_softmax
 from genreclf.config import CNNConfig
+from genreclf.progress import progress_bar
 
 
 @dataclass
@@ -54,7 +54,7 @@ def train_one_epoch(state: TrainState, phase: Phase, loader: DataLoader, desc: s
     loss_sum = torch.zeros((), device=rt.device)
     correct = torch.zeros((), device=rt.device, dtype=torch.long)
     seen, start = 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, total=min(len(loader), max_steps or len(loader)))
+    bar = progress_bar(loader, desc=desc, leave=False, total=min(len(loader), max_steps or len(loader)))
     for step, (x, y) in enumerate(bar):
         if max_steps and step >= max_steps:
             break

@@ -27,13 +27,13 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pandas as pd
 from scipy.fft import dctn
-from tqdm.auto import tqdm
 
 from genreclf.config import DataConfig
 from genreclf.data import cachefiles
 from genreclf.data.dedup import near_duplicates
 from genreclf.data.images import BadImageError, decode_rgb
 from genreclf.data.sources import DataError, Source, open_source, select_genres
+from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)
 DECODE_VERSION = 2  # bump when decode_rgb changes, so old caches are not reused
@@ -112,7 +112,7 @@ def _scan(source: Source, genres: list[str], data: str,
     content: list[str] = []
     held: list[bytes] | None = []
     size = 0
-    for raw in tqdm(source.records(genres), desc=f"reading {data}", disable=not progress, leave=False):
+    for raw in progress_bar(source.records(genres), desc=f"reading {data}", disable=not progress, leave=False):
         ids.append(raw.sample_id)
         labels.append(genres.index(raw.genre))
         content.append(hashlib.sha1(raw.data).hexdigest())
@@ -187,7 +187,7 @@ def _decoded(digest: str, blobs: Callable[[], Iterable[bytes]], ids: list[str], 
     def write(f) -> None:
         f = cachefiles.Hashing(f, sha)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
-                tqdm(total=len(ids), desc="decoding covers", disable=not progress, leave=False) as bar:
+                progress_bar(total=len(ids), desc="decoding covers", disable=not progress, leave=False) as bar:
             _write_header(f, (len(ids), size, size, 3))
             stream = enumerate(blobs())
             while chunk := list(itertools.islice(stream, DECODE_CHUNK)):

@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import time
 
-from tqdm.auto import tqdm
-
 from genreclf.bench.runner import environment, features_stage, knobs, table, to_markdown
 from genreclf.bench.stages import STAGES
 from genreclf.cnn.device import pick_device
 from genreclf.config import ConfigError, Resolved, as_flat_dict
 from genreclf.entrypoints.skeleton import entry_run, open_covers
+from genreclf.progress import progress_bar
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def main(resolved: Resolved) -> dict:
         tracking.set_tags({"device": env["device"], "cpu_count": env["cpu_count"]})
         ctx = {"resolved": resolved, "cfg": knobs(cfg, cfg.quick), "covers": covers, "sizes": sizes,
                "repeats": min(cfg.repeats, 2) if cfg.quick else cfg.repeats, "run_id": run_id}
-        for name, stage in tqdm(stages.items(), desc="bench stages", unit="stage"):
+        for name, stage in progress_bar(stages.items(), desc="bench stages", unit="stage"):
             log.info("bench stage %s", name)
             start = time.perf_counter()
             metrics, stage_rows = stage(ctx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,15 @@ class Explorer:
         self.boost = boost or Slot(BOOST_MODEL_NAME, "", message=f"{BOOST_MODEL_NAME} is not loaded")
         self.size, self.max_mb = size, max_upload_mb
         self.lock = threading.Lock()
+        self.cache: dict[str, tuple] = {}  # gallery key -> outputs: a cover picked again costs nothing
+
+    def known(self) -> set[str]:
+        """The genres the loaded models were trained on (empty when none is loaded)."""
+        return {g for slot in (self.rf, self.cnn, self.boost) if slot.model is not None for g in slot.model.genres}
+
+    def unknown_genres(self) -> list[str]:
+        known = self.known()
+        return [g for g in self.gallery.genres if known and g not in known]
 
     def genres(self) -> list[str]:
         for slot in (self.cnn, self.rf, self.boost):
@@ -129,6 +139,7 @@ class Explorer:
 
     def analyze(self, rgb: np.ndarray, truth: str | None):
         """All outputs for one cover, in the order of ``OUTPUTS``."""
+        start = time.perf_counter()
         with self.lock:
             rf_p, cnn_p = self.proba(self.rf, rgb), self.proba(self.cnn, rgb)
             boost_p = self.proba(self.boost, rgb)
@@ -136,10 +147,18 @@ class Explorer:
             rf = self.rf.model
             values = (rf.features(rgb) if rf is not None
                       else dict(zip(features.FEATURE_NAMES, features.extract(rgb))))
+        predicted = time.perf_counter()
         stats = TrainStats.of(rf)
         table = feature_table(values, stats)
         figure = feature_figure(values, stats, truth)
-        text = insight_text(values, stats, rf_p, cnn_p, truth)
+        foreign = truth is not None and bool(self.known()) and truth not in self.known()
+        text = insight_text(values, stats, rf_p, cnn_p, None if foreign else truth)
+        if foreign:  # "neither model got it right" would be meaningless: they cannot answer this genre
+            text = (f"⚠️ **True genre**: {truth}, a genre the models were not trained on "
+                    f"({', '.join(sorted(self.known()))}): they can only answer with one of those.\n\n"
+                    + text.replace("**True genre**: unknown (uploaded cover).", "").strip())
+        log.info("cover analysed in %.2fs (models, features and Grad-CAM %.2fs; figure, table, text %.2fs)",
+                 time.perf_counter() - start, predicted - start, time.perf_counter() - predicted)
         return (rgb, rf_p or self.rf.message, cnn_p or self.cnn.message, boost_p or self.boost.message,
                 cam, figure, table, text,
                 {"rgb": rgb, "truth": truth}, "")
@@ -147,8 +166,10 @@ class Explorer:
     def pick(self, key: str | None):
         if not key or key not in self.gallery.keys:
             return tuple(gr.skip() for _ in OUTPUTS)
-        i = self.gallery.keys.index(key)
-        return self.analyze(self.gallery.images[i], self.gallery.truth[i])
+        if key not in self.cache:
+            i = self.gallery.keys.index(key)
+            self.cache[key] = self.analyze(self.gallery.images[i], self.gallery.truth[i])
+        return self.cache[key]
 
     def upload(self, path: str | None):
         """``OUTPUTS`` plus None, which empties the upload box so the next file can be dropped right away."""
@@ -184,6 +205,11 @@ def status_text(ex: Explorer, data: DataConfig) -> str:
              f"Covers: test split of `{data.data}` ({len(ex.gallery.keys)} covers)."]
     lines.append(f"Strongest offline model: **{ex.boost.title}** (forest + SVM on richer descriptors).")
     lines += [s.message for s in (ex.rf, ex.cnn, ex.boost) if s.message]
+    if ex.unknown_genres():
+        lines.append(f"⚠️ **These covers include genres the models do not know**: "
+                     f"{', '.join(ex.unknown_genres())} (the models were trained on {', '.join(sorted(ex.known()))}). "
+                     "For those covers the models cannot be right; start the demo with the `data` and `genres` "
+                     "the models were trained on.")
     if ex.gallery.message:
         lines.append(ex.gallery.message)
     return "\n\n".join(lines)
@@ -231,12 +257,11 @@ def build_app(data: DataConfig, serve: ServeConfig) -> gr.Blocks:
                 cam_pick = gr.Image(label="Grad-CAM for the chosen genre", interactive=False, height=260,
                                     elem_id="gradcam-pick")
         gr.Markdown("### 5 · The 25 CV features against the per-genre averages of the training data")
-        with gr.Row():
-            figure = gr.Image(label="Features (z-scores)", interactive=False,
-                              elem_id="feature-plot", scale=2, show_label=False)
-            table = gr.Dataframe(pd.DataFrame(columns=["kind", "feature", "cover"] + ex.gallery.genres),
-                                 label="The cover's features and the per-genre training averages",
-                                 interactive=False, elem_id="feature-table", max_height=1100, scale=3)
+        # one under the other, each the page's full width: side by side, the table was cut off on the right
+        figure = gr.Image(label="Features (z-scores)", interactive=False, elem_id="feature-plot", show_label=False)
+        table = gr.Dataframe(pd.DataFrame(columns=["kind", "feature", "cover"] + ex.gallery.genres),
+                             label="The cover's features and the per-genre training averages",
+                             interactive=False, elem_id="feature-table", max_height=1100, wrap=True)
         with gr.Accordion("What the 25 features measure", open=False):
             gr.Markdown("\n".join(f"- **{n}** ({features.GROUP_OF[n]}): {features.FEATURE_DOCS[n]}"
                                   for n in features.FEATURE_NAMES))

@@ -7,13 +7,15 @@ test score here would not be comparable.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from genreclf import BOOST_MODEL_NAME, CNN_MODEL_NAME, RF_MODEL_NAME
-from genreclf.config import PromoteConfig, Resolved
+from genreclf.config import DEFAULT_DATA, DataConfig, PromoteConfig, Resolved, build
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.data.images import encode
 from genreclf.entrypoints.skeleton import entry_run
@@ -40,7 +42,7 @@ def main(resolved: Resolved) -> dict:
         raise PromotionError(f"margin={cfg.margin}: must be >= 0 (the challenger must be better by more than it)")
     tracking.configure(resolved.data.experiment)
     names = model_names(cfg.model_name)  # before loading covers: a wrong name fails fast
-    covers = load_covers(resolved.data)
+    covers = load_covers(recorded_data(names, resolved.data))
     known = classification_metrics(covers.labels[:1], np.ones((1, len(covers.genres))), covers.genres, "test")
     if cfg.metric not in known:
         raise PromotionError(f"metric={cfg.metric!r} is not a test metric; choose one of {sorted(known)}")
@@ -55,6 +57,37 @@ def main(resolved: Resolved) -> dict:
             results[name] = promote_one(name, covers, covers.labels[test], encoded, cfg, run_id)
         tracking.log_json(results, "promotion/decisions.json")
     return results
+
+
+def recorded_data(names: list[str], data: DataConfig) -> DataConfig:
+    """Without a ``data`` parameter (the built-in default), score on the data the challengers were
+    trained on: each version's source run logged its resolved configuration (``config.yaml``), data
+    section included - so no one has to repeat ``data=...`` and nothing reaches for Hugging Face."""
+    if data.data != DEFAULT_DATA:
+        return data
+    recorded = {}
+    for name in names:
+        version = (registry.registered_aliases(name) or {}).get(CHALLENGER)
+        run_id = version and registry.model_version(name, version).run_id
+        if not run_id:
+            continue
+        try:
+            with open(tracking.download(f"runs:/{run_id}/config.yaml")) as f:
+                section = (yaml.safe_load(f) or {}).get("data") or {}
+        except Exception as exc:  # an old or deleted source run: keep the parameters as given
+            log.warning("%s v%s: no recorded data configuration (%s)", name, version, exc)
+            continue
+        recorded[name] = dataclasses.replace(build(DataConfig, section), experiment=data.experiment)
+    if len({(d.data, d.genres) for d in recorded.values()}) > 1:
+        raise PromotionError("the challengers were trained on different data ("
+                             + "; ".join(f"{n}: data={d.data} genres={d.genres}" for n, d in recorded.items())
+                             + "): promote them one at a time with model_name=<name> and data=...")
+    if not recorded:
+        return data
+    chosen = next(iter(recorded.values()))
+    log.info("data not given: scoring on the data the challenger was trained on (data=%s, genres=%s)",
+             chosen.data, chosen.genres)
+    return chosen
 
 
 def model_names(model_name: str) -> list[str]:

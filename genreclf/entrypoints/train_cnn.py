@@ -150,6 +150,7 @@ def _lead(resolved: Resolved) -> dict:
             model_uri, version = register(cnn_model.CNNCoverModel(), cnn_model.write_artifacts(Path(tmp), result.model,
                                                                                                cfg, covers),
                                           covers, CNN_MODEL_NAME, cfg.register, tags)
+        run_checkpoints.prune(run_id, cfg.keep_checkpoints)  # finished: resume no longer needs them
     log.info("%s: val macro-F1 %.3f, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
              metrics["val_macro_f1"], metrics["test_accuracy"], metrics["test_macro_f1"], model_uri, version)
     return {"run_id": run_id, "model_uri": model_uri, "model_version": version, "best_epoch": result.best_epoch,

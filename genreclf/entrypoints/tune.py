@@ -77,7 +77,7 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     # under `mlflow run`, MLFLOW_RUN_ID names the project run: consume it here, or every nested start_run
     # (trials, refit, spawned workers) would resume the project run instead of creating a child
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
-    parent, created = elect_parent(study, lock, project_run, resolved.data.experiment, f"tune-{name}")
+    parent, created = elect_parent(study, lock, project_run, f"tune-{name}")
     params = {"study_name": name, "storage": redact(url), "n_trials": tune.n_trials, "n_workers": tune.n_workers,
               "pruner": tune.pruner, "sampler": "TPESampler", "seed": tune.seed, "space": space.path,
               "cv_folds": tune.cv_folds}
@@ -113,6 +113,9 @@ def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_w
         best = study.best_trial
         out.update(best_value=best.value, best_trial=best.number, best_params=best.params)
         tracking.set_tags({f"best_{k}": v for k, v in best.params.items()})
+        # the parent shows the best configuration as its params (the searched ones; the rest are the
+        # fixed settings of config.yaml) - a resumed study whose best changed keeps the first: tags say
+        tracking.log_new_params(best.params)
         tracking.log_json({"trial": best.number, "value": best.value, "params": best.params}, "tune/best_params.json")
     frame = study.trials_dataframe()
     if len(frame):

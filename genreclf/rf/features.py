@@ -25,11 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from genreclf.data import cachefiles
 from genreclf.data.covers import cache_root
 from genreclf.data.images import as_rgb, decode_rgb
+from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)
 WORK = 160            # canonical working resolution: a 640 px JPEG decodes straight to it (DCT scale 1/4)
@@ -252,7 +252,7 @@ def extract_many(items, progress: bool = True, workers: int | None = None, chunk
     if not workers or workers < 1:
         workers = default_workers() if n >= PARALLEL_FROM else 1
     chunks = [items[s:s + chunk] for s in range(0, n, chunk)]
-    bar = tqdm(total=n, desc="extracting features", unit="cover", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="extracting features", unit="cover", disable=not progress, leave=False)
     if workers == 1 or len(chunks) == 1:
         results = map(_extract_chunk, chunks)
     else:

@@ -27,6 +27,17 @@ def save(state: TrainState, improved: bool) -> None:
     tracking.set_tags({TAG: state.epoch})
 
 
+def prune(run_id: str, keep: str) -> list[str]:
+    """After a successful run: delete the checkpoints the user did not ask to keep (``keep_checkpoints``)."""
+    gone = checkpoints.unwanted(keep)
+    for name in gone:
+        try:
+            tracking.delete_artifacts(run_id, f"checkpoints/{name}")
+        except OSError as exc:  # never logged (no epoch finished): nothing to delete
+            log.debug("checkpoints/%s not deleted: %s", name, exc)
+    return gone
+
+
 def load(run_id: str) -> dict:
     """The last checkpoint of a run, with ``best_weights`` filled in (CPU tensors)."""
     try:

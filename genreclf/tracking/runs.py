@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.fluent import _get_experiment_id
 
@@ -33,6 +34,7 @@ from genreclf.data.covers import CoverSet
 from genreclf.metrics import Evaluation
 from genreclf.plotting import plt
 from genreclf.tracking import owner
+from genreclf.tracking.names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,12 @@ def configure(experiment: str) -> str:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
     project_run = os.environ.get("MLFLOW_RUN_ID")
-    if project_run:
+    active = mlflow.active_run()
+    if active is not None:
+        # called inside a run (a tuning refit trains through train_cnn's own entry point): a nested
+        # run must stay in its parent's experiment, whatever the experiment parameter says
+        mlflow.set_experiment(experiment_id=active.info.experiment_id)
+    elif project_run:
         # under `mlflow run` the run already exists, in the experiment of --experiment-name, and
         # MLflow refuses to continue it under another one: follow the run
         exp = mlflow.get_experiment(client().get_run(project_run).info.experiment_id)
@@ -62,6 +69,23 @@ def tracking_uri() -> str:
 def use_experiment_of(run_id: str) -> None:
     """Make the experiment of ``run_id`` the active one, to continue that run (``resume``)."""
     mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
+
+
+def in_active_experiment(run_id: str) -> bool:
+    """Whether ``run_id`` lives in the active experiment (MLflow continues or nests runs only there)."""
+    return client().get_run(run_id).info.experiment_id == _get_experiment_id()
+
+
+def experiment_name_of(run_id: str) -> str:
+    return mlflow.get_experiment(client().get_run(run_id).info.experiment_id).name
+
+
+def name_project_run(name: str) -> None:
+    """Under `mlflow run`, give the project run a readable name at once, so a run that fails before
+    its entry point names it properly is not left with MLflow's random one (``redolent-rat-490``)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        client().set_tag(run_id, "mlflow.runName", name)
 
 
 def git_commit() -> str:
@@ -126,7 +150,7 @@ def log_params(params: dict[str, Any]) -> None:
 
 
 def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) -> None:
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    clean = {display_name(k): float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
     mlflow.log_metrics(clean, step=step)
 
 
@@ -237,6 +261,11 @@ def close_run(run_id: str, status: str = "KILLED", tags: dict[str, Any] | None =
     client().set_terminated(run_id, status)
 
 
+def delete_artifacts(run_id: str, path: str) -> None:
+    """Remove an artifact file or folder of a run (e.g. checkpoints no longer needed)."""
+    get_artifact_repository(get_run(run_id).info.artifact_uri).delete_artifacts(path)
+
+
 def download(artifact_uri: str, dst: str | None = None) -> str:
     return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=dst)
 
@@ -256,8 +285,8 @@ def log_new_params(params: dict[str, Any]) -> None:
     log_params({k: v for k, v in params.items() if k not in have})
 
 
-def create_run(experiment: str, name: str, tags: dict[str, Any]) -> str:
-    """Create (not start) a run: a tuning study's parent, that every worker then continues."""
-    exp = mlflow.get_experiment_by_name(experiment) or client().get_experiment(client().create_experiment(experiment))
-    run = client().create_run(exp.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+def create_run(name: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run in the active experiment: a tuning study's parent, that every worker
+    then continues with start_run(run_id=...)."""
+    run = client().create_run(active_experiment_id(), run_name=name, tags={k: str(v) for k, v in tags.items()})
     return run.info.run_id

@@ -18,18 +18,23 @@ from genreclf.tuning.storage import finished, worker_record
 log = logging.getLogger(__name__)
 
 
-def elect_parent(study: optuna.Study, lock, candidate: str | None, experiment: str, name: str) -> tuple[str, bool]:
+def elect_parent(study: optuna.Study, lock, candidate: str | None, name: str) -> tuple[str, bool]:
     """The study's one MLflow parent run, whoever starts first: (run id, whether this process created it).
 
     Workers agree through the study's user attribute ``mlflow_parent_run_id`` in the Optuna storage,
     read and written under the study lock (an advisory lock on PostgreSQL: workers on every host).
-    ``candidate`` (the `mlflow run` project run) becomes the parent if the study has none yet.
+    ``candidate`` (the `mlflow run` project run) becomes the parent if the study has none yet, or if its
+    parent lives in another experiment: MLflow nests runs only inside one experiment, so this experiment
+    gets a parent of its own (the study itself goes on).
     """
     with lock:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent and tracking.run_exists(parent):
-            return parent, False
-        parent = candidate or tracking.create_run(experiment, name, {"tune_role": "study"})
+            if tracking.in_active_experiment(parent):
+                return parent, False
+            log.info("study %s: its earlier trials are under run %s in experiment %r; a new parent starts here",
+                     study.study_name, parent, tracking.experiment_name_of(parent))
+        parent = candidate or tracking.create_run(name, {"tune_role": "study"})
         study.set_user_attr("mlflow_parent_run_id", parent)
         return parent, True
 

@@ -16,10 +16,10 @@ import os
 import statistics
 
 import optuna
-from tqdm.auto import tqdm
 
 from genreclf.config import ConfigError, Resolved
 from genreclf.data.covers import CoverSet
+from genreclf.progress import progress_bar
 from genreclf.tuning.objectives import Objective
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import SearchSpace
@@ -28,7 +28,8 @@ from genreclf.tuning.worker import work, worker_main
 
 log = logging.getLogger(__name__)
 # settings that do not change what a trial measures: a study may be resumed with other values
-NOT_MEASURED = {"n_jobs", "register", "device", "workers", "resume", "gradcam_per_genre", "tta"}
+NOT_MEASURED = {"n_jobs", "register", "device", "workers", "resume", "gradcam_per_genre", "tta",
+                "keep_checkpoints"}
 
 
 def share_cores(kind: str, resolved: Resolved, n_workers: int) -> Resolved:
@@ -67,8 +68,8 @@ def open_checked(name: str, storage: optuna.storages.BaseStorage, fingerprint: s
 
 def run_search(search: Search, study: optuna.Study, objective: Objective, max_resource: int) -> None:
     """This process works on the study while ``n_workers - 1`` spawned processes do the same."""
-    bar = tqdm(total=search.n_trials, initial=min(len(finished(study)), search.n_trials),
-               desc=f"tuning {search.study_name}", unit="trial")
+    bar = progress_bar(total=search.n_trials, initial=min(len(finished(study)), search.n_trials),
+                       desc=f"tuning {search.study_name}", unit="trial")
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked MLflow/SQLite/torch state
     procs = [ctx.Process(target=worker_main, args=(dataclasses.replace(search, worker=i),), name=f"tune-worker-{i}")
              for i in range(1, search.n_workers)]

@@ -117,7 +117,10 @@ def run_trial(trial: optuna.Trial, search: Search, space: SearchSpace, objective
     book = time.perf_counter() - t0 - work
     trial.set_user_attr("work_s", work)
     trial.set_user_attr("bookkeeping_s", book)
-    run.close(state, {"trial_value": value, "trial_work_s": work, "trial_bookkeeping_s": book}, err)
+    # only a COMPLETE trial has a value: a pruned one's last intermediate value (which may beat the
+    # study's best on a lucky fold/epoch) is kept apart, so trial_value never reads above the best
+    final = {"trial_value": value} if state == "COMPLETE" else {"trial_last_value": value}
+    run.close(state, {**final, "trial_work_s": work, "trial_bookkeeping_s": book}, err)
     if err is not None:
         raise err
     return value
@@ -144,6 +147,9 @@ def work(search: Search, objective: Callable, max_resource: int, on_trial: Calla
     retry is one trial over ``n_trials`` rather than a configuration silently never run.
     """
     uri = tracking.configure(search.resolved.data.experiment)
+    # trials nest under the study's parent, so they go where it is (under `mlflow run`: the experiment
+    # of --experiment-name / MLFLOW_EXPERIMENT_NAME, not necessarily the `experiment` parameter)
+    tracking.use_experiment_of(search.parent_run_id)
     if search.kind == "cnn" and search.n_workers > 1:  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.n_workers))
     space = load_space(search.space_path, type(search.resolved.section(search.kind)))

@@ -23,7 +23,7 @@ from helpers import ROOT, free_port, isolated_store
 
 TINY = dict(data="synthetic:12", genres="HipHop,Rock,Pop,Electronic", cache_size=32, image_size=32,
             pretrained="false", epochs=3, lp_epochs=1, batch_size=4, patience=0, gradcam_per_genre=0, device="cpu")
-PER_EPOCH = ("train_loss", "train_accuracy", "val_loss", "lr", "epoch_time_s")
+PER_EPOCH = ("train_loss", "train_accuracy", "val_loss", "train/lr", "train/epoch_time_s")  # diagnostics: train/
 
 
 def torchrun(env: dict, **over) -> list[str]:

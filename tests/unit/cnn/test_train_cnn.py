@@ -54,11 +54,18 @@ def test_train_cnn_run_holds_everything_and_registered_model_predicts_bytes(work
     assert run.data.tags["model_family"] == "cnn" and run.data.tags["backbone"] == "resnet18"
     assert run.data.params["backbone"] == "resnet18" and run.data.params["image_size"] == "64"
     # per-epoch curves with step=epoch; the final (best-restored) val value comes after them
-    for key in ("train_loss", "train_accuracy", "val_loss", "lr", "epoch_time_s", "images_per_s"):
-        assert sorted(metric_steps(run.info.run_id, key)) == [0, 1], key
+    genre_f1 = [k for k in run.data.metrics if k.startswith("val_f1_")]
+    assert genre_f1, "no per-genre val F1"
+    for key in ("train_loss", "train_accuracy", "val_loss", "train/lr", "train/epoch_time_s", "train/images_per_s",
+                *genre_f1):  # diagnostics grouped under train/; per-genre F1 a curve, not one dot
+        assert sorted(metric_steps(run.info.run_id, key))[:2] == [0, 1], key
+    assert "data/covers" in run.data.metrics and "train/best_epoch" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "checkpoints" not in artifacts or not client.list_artifacts(run.info.run_id, "checkpoints"), \
+        "keep_checkpoints=none: a finished run keeps no checkpoint"
     f1 = metric_steps(run.info.run_id, "val_macro_f1")
     assert sorted(f1) == [0, 1, 2] and f1[2] == pytest.approx(max(f1[0], f1[1]))
-    assert metric_steps(run.info.run_id, "lr")[0] > metric_steps(run.info.run_id, "lr")[1]  # cosine decay
+    assert metric_steps(run.info.run_id, "train/lr")[0] > metric_steps(run.info.run_id, "train/lr")[1]  # cosine
     covers = load_covers(C.DataConfig(data="synthetic:24", cache_size=64), progress=False)
     genres, test = covers.genres, covers.indices("test")
     for key in ["test_accuracy", "test_macro_f1"] + [f"test_f1_{g}" for g in genres]:
@@ -66,7 +73,7 @@ def test_train_cnn_run_holds_everything_and_registered_model_predicts_bytes(work
     arts = artifact_paths(run.info.run_id)
     assert {"curves/training_curves.png", "eval/test_confusion_matrix.png", "eval/test_confusion_matrix.json",
             "eval/val_confusion_matrix.png", "eval/test_per_genre.csv", "config.yaml",
-            "data/split_manifest.csv", "checkpoints/last.pt", "checkpoints/best.pt"} <= arts
+            "data/split_manifest.csv"} <= arts
     assert {f"gradcam/{g}.png" for g in genres} <= arts
     local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="gradcam/Rock.png"))
     assert Image.open(local).size[0] > 200  # a real gallery, not an empty canvas
@@ -137,7 +144,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
 
 def test_killed_run_resumes_in_the_same_run_to_the_same_result(workdir, genreclf_cmd):
     over = dict(data="synthetic:12", image_size=32, batch_size=8, epochs=4, register=False, gradcam_per_genre=0,
-                experiment="resume")
+                experiment="resume", keep_checkpoints="all")  # all: the finished runs' weights are compared
     args = [*genreclf_cmd, "train_cnn", *[f"--{k}={v}" for k, v in {**TINY, **over}.items()]]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -162,7 +169,7 @@ def test_killed_run_resumes_in_the_same_run_to_the_same_result(workdir, genreclf
         "checkpoint_epoch"]
     straight = train_cnn.main(resolved(**{**over, "experiment": "straight"}))
 
-    for key in ("train_loss", "val_loss", "val_macro_f1", "lr"):
+    for key in ("train_loss", "val_loss", "val_macro_f1", "train/lr"):
         assert metric_steps(run.info.run_id, key) == metric_steps(straight["run_id"], key), key
     for key in ("test_accuracy", "test_macro_f1", "val_macro_f1"):
         assert resumed.data.metrics[key] == straight[key], key

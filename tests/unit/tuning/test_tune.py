@@ -91,7 +91,7 @@ def test_tune_rf_through_mlflow_run(workdir):
     before = set(os.listdir(ROOT))
     cmd = [str(BIN / "mlflow"), "run", str(ROOT), "-e", "tune_rf", "--env-manager", "local", "--experiment-name", exp,
            "-P", "data=synthetic:20", "-P", "cache_size=64", "-P", "n_trials=4", "-P", "n_jobs=1",
-           "-P", f"space={space}", "-P", f"experiment={exp}", "-P", "study_name=cli-study"]
+           "-P", f"space={space}", "-P", "study_name=cli-study"]  # experiment: the default, not exp
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     res = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -112,7 +112,11 @@ def test_tune_rf_through_mlflow_run(workdir):
     assert len([t for t in study.trials if t.state.is_finished()]) == 4
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     assert parent.data.tags["best_n_estimators"] == str(study.best_params["n_estimators"])
-    assert 0 <= parent.data.metrics["test_macro_f1"] <= 1 and parent.data.metrics["n_finished"] == 4
+    # the parent shows the best configuration as its params; a pruned trial has no trial_value
+    assert parent.data.params["n_estimators"] == str(study.best_params["n_estimators"])
+    assert all(r.data.metrics.get("trial_value", -1) <= study.best_value + 1e-12 for r in trials)
+    assert all("trial_value" not in r.data.metrics for r in trials if r.data.tags["optuna_state"] == "PRUNED")
+    assert 0 <= parent.data.metrics["test_macro_f1"] <= 1 and parent.data.metrics["study/n_finished"] == 4
     pngs = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "tune")}
     assert {"tune/optimization_history.png", "tune/param_importances.png", "tune/parallel_coordinate.png",
             "tune/intermediate_values.png"} <= pngs
@@ -122,6 +126,9 @@ def test_tune_rf_through_mlflow_run(workdir):
     version = mlflow.MlflowClient().get_model_version_by_alias(RF_MODEL_NAME, "challenger")
     assert version.run_id == refit[0].info.run_id and version.tags["tuned_trial"] == str(study.best_trial.number)
     assert refit[0].data.params["n_estimators"] == str(study.best_params["n_estimators"])
+    # the experiment parameter (default album-genre) differs from the run's: trials and refit follow the
+    # parent's experiment, nothing lands in album-genre (issue 14.1)
+    assert not mlflow.search_runs(experiment_names=["album-genre"], output_format="list")
 
 
 # ------------------------------------------------------------------------------------------ test split
