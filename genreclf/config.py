@@ -11,7 +11,6 @@ and the comments in MLproject are generated from it.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,10 @@ from typing import Any
 import yaml
 
 from genreclf import bounds
-from genreclf.errors import UserError
+from genreclf.params import ConfigError, coerce, opt, read_yaml, redact
 
 DEFAULT_DATA = "hf:eong/20k-Album-Covers-within-20-Genres"
 DEFAULT_GENRES = "HipHop,Rock,Pop,Electronic"
-
-
-class ConfigError(UserError):
-    """A configuration file or parameter is wrong; the message names it."""
-
-
-def opt(default: Any, help: str) -> Any:
-    """A parameter: its default and one line of help (unit, choices) for --help, MLproject and the docs."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -180,18 +170,6 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def read_yaml(p: Path, what: str, example: str) -> Any:
-    """Parse a YAML file; a missing or malformed file is a ConfigError naming it."""
-    if not p.is_file():
-        raise ConfigError(f"{what} not found: {p} (expected e.g. {example})")
-    try:
-        return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {p} is not a text file (not UTF-8); expected YAML") from None
-
-
 def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Read an experiment YAML: a mapping of section name -> mapping of parameters."""
     if not path:
@@ -208,31 +186,6 @@ def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"config file {p}: section {name!r} must be a mapping of parameters, "
                               f"got a {type(body).__name__}")
     return {k: v or {} for k, v in raw.items() if k != "description"}
-
-
-def coerce(cls: type, name: str, value: Any) -> Any:
-    default = getattr(cls(), name)
-    if value is None:
-        return None
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError(value)
-                return low in {"true", "1", "yes"}
-            return bool(value)
-        if isinstance(default, int):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)  # `epochs: 2.7` is not silently 2
-            return int(value)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"parameter {name}={value!r}: expected {type(default).__name__}") from None
 
 
 def build(cls: type, file_section: dict[str, Any] | None = None, explicit: dict[str, Any] | None = None):
@@ -259,15 +212,6 @@ def resolve(config_path: str | None, explicit: dict[str, Any], *section_names: s
     """Resolve several sections at once from one flat dict of explicit parameters."""
     sections = load_config_file(config_path)
     return {name: build(SECTIONS[name], sections.get(name), explicit) for name in section_names}
-
-
-def redact(value: Any) -> Any:
-    """A URL's password (``scheme://user:secret@host``) replaced by ``***``; other values unchanged.
-
-    Used wherever a configuration is written (the run's config.yaml, logged parameters)."""
-    if isinstance(value, str):
-        return re.sub(r"://([^:/@\s]*):[^@/\s]*@", r"://\1:***@", value)
-    return value
 
 
 def as_flat_dict(*configs) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from genreclf.config import ConfigError, coerce, read_yaml
+from genreclf.params import ConfigError, coerce, read_yaml
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"
 KEYS = {"int": {"type", "low", "high", "step", "log"}, "float": {"type", "low", "high", "step", "log"},
