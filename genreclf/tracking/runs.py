@@ -58,7 +58,11 @@ def configure(experiment: str) -> str:
             log.warning("experiment=%r ignored: `mlflow run` created this run in experiment %r "
                         "(pass --experiment-name %s to mlflow run)", experiment, exp.name, experiment)
     else:
-        mlflow.set_experiment(experiment)
+        exp = mlflow.set_experiment(experiment)
+        # when another process creates the experiment at the same moment, MLflow (3.x) returns it from
+        # its RESOURCE_ALREADY_EXISTS branch WITHOUT making it active, and this process's runs would land
+        # in Default (seen with two tuning workers starting together): activate it by id
+        mlflow.set_experiment(experiment_id=exp.experiment_id)
     return mlflow.get_tracking_uri()
 
 
