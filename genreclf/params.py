@@ -64,5 +64,6 @@ def redact(value: Any) -> Any:
 
     Used wherever a configuration is written (the run's config.yaml, logged parameters)."""
     if isinstance(value, str):
-        return re.sub(r"://([^:/@\s]*):[^@/\s]*@", r"://\1:***@", value)
+        # a password may hold '/' (not '@': URLs percent-encode it), so it ends at the first '@'
+        return re.sub(r"://([^:/@\s]*):[^@\s]*@", r"://\1:***@", value)
     return value

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import logging
 import os
-import re
 import socket
 import warnings
 from pathlib import Path
@@ -36,6 +35,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from genreclf.config import ConfigError
+from genreclf.params import redact
 from genreclf.tracking import runs as tracking
 from genreclf.tuning.search import Search
 
@@ -69,10 +69,6 @@ def storage_url(spec: str, study_name: str, tracking_uri: str) -> str:
 
 def is_rdb(url: str) -> bool:
     return url.startswith(RDB_PREFIXES)
-
-
-def redact(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def open_storage(url: str, n_workers: int = 1, store: FileLock | None = None, heartbeat: int = HEARTBEAT_S,
