@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import os
 import tempfile
 import time
@@ -105,8 +104,7 @@ def peak_bytes(fn: Callable[[], object]) -> int:
 
 def dedup_check(folder: Path, genres: list[str], cache: Path, n: int) -> dict:
     """The sub-quadratic search against the O(N²) scan on the covers' own hashes (cache already warm)."""
-    meta = next(cache.glob("covers-*.json"))
-    hashes = np.array(json.loads(meta.read_text())["phash"], dtype=np.uint64)
+    hashes = np.load(next(cache.glob("phash-*.npy")))
     m = min(n, BRUTE_MAX)
     start = time.perf_counter()
     fast = dedup.near_duplicates(hashes[:m], DataConfig.dedup_distance)

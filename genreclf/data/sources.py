@@ -235,7 +235,7 @@ def _read_capped(path: Path, genre: str, skip) -> bytes | None:
     """The file's bytes, or None (named through ``skip``) when unreadable or over MAX_FILE_BYTES."""
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)  # never more than the cap, whatever the file claims
+            data = _read_upto(f, MAX_FILE_BYTES + 1)  # never more than the cap, whatever the file claims
     except OSError as exc:
         skip(path, genre, f"cannot read ({exc.strerror or exc})")
         return None
@@ -243,3 +243,14 @@ def _read_capped(path: Path, genre: str, skip) -> bytes | None:
         skip(path, genre, f"over the {MAX_FILE_BYTES // 2**20} MiB per-file cap")
         return None
     return data
+
+
+def _read_upto(f, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``f``. Asks for the size the file claims (+1, to see it end) first:
+    ``f.read(limit)`` allocates ``limit`` bytes for every small cover, a 20 MB peak of its own."""
+    parts = [f.read(min(limit, os.fstat(f.fileno()).st_size + 1))]
+    size = len(parts[0])
+    while size < limit and (more := f.read(min(1 << 20, limit - size))):  # it grew, or claimed too little
+        parts.append(more)
+        size += len(more)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
