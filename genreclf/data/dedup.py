@@ -36,7 +36,8 @@ def near_duplicates(hashes: np.ndarray, max_dist: int) -> np.ndarray:
     if len(h) < 2 or max_dist < 0:
         return parent
     uniq, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")        # distinct hashes in order of first appearance
+    first, inverse = first.astype(np.int32), inverse.astype(np.int32)  # positions: 4 bytes, not 8, per cover
+    order = np.argsort(first, kind="stable").astype(np.int32)  # distinct hashes in order of first appearance
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     reps, rep_pos = uniq[order], first[order]       # rep k first appears at position rep_pos[k]
@@ -59,11 +60,12 @@ def near_pairs(h: np.ndarray, max_dist: int) -> tuple[np.ndarray, np.ndarray]:
     found = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         width = int(hi - lo)
-        keys = ((h >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
-        order = np.argsort(keys, kind="stable")
+        # the smallest type that holds a chunk (2 bytes for the default 12-13 bit chunks), int32 positions
+        keys = ((h >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.min_scalar_type((1 << width) - 1))
+        order = np.argsort(keys, kind="stable").astype(np.int32)
         table = keys[order]
         for mask in _masks(width, radius):
-            probe = keys ^ mask
+            probe = keys ^ keys.dtype.type(mask)
             start, stop = np.searchsorted(table, probe, "left"), np.searchsorted(table, probe, "right")
             found += list(_verified(h, order, start, stop, max_dist))
     if not found:
