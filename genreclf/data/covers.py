@@ -7,10 +7,14 @@
   3. drop near-duplicate covers (perceptual hash), also across genres, before splitting;
   4. cap per genre, then a deterministic stratified split keyed on the covers' content.
 
-Memory does not grow with the covers' pixels: encoded covers are streamed into the decode cache a
-chunk at a time (held from the first read only while they fit in ``HOLD_BYTES``, else read again),
-de-duplication is sub-quadratic (:mod:`genreclf.data.dedup`), and ``CoverSet.images`` is memory-mapped
-from the cache. What stays in memory per cover is its metadata: id, label, sha1 and hash.
+Memory does not grow with N: the source is read once, and each cover's encoded bytes, id, label and
+sha1 go to unnamed spool files in the cache folder (:mod:`genreclf.data.spool`), read back memory-mapped;
+the covers are decoded from that spool into the decode cache a chunk at a time; the digests are hashed
+incrementally (the same values as hashing the JSON of the whole lists); the perceptual hashes are a
+``.npy`` next to the decoded covers; splitting sorts its keys in a mapped file; de-duplication is
+sub-quadratic (:mod:`genreclf.data.dedup`). ``CoverSet.images``, ``ids``, ``labels``, ``content`` and
+``split`` are all memory-mapped. What stays O(N) in memory: de-dup's working arrays (about 100 bytes a
+cover) and the report's entry per skipped file.
 """
 from __future__ import annotations
 
