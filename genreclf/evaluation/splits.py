@@ -46,7 +46,7 @@ def subsample_train(covers: CoverSet, per_genre: int, seed: int) -> CoverSet:
     For the learning curve: the kept covers are the first by a content key, so a smaller size's
     covers are a subset of a larger size's covers.
     """
-    split = covers.split.copy()
+    split = covers.split.astype("U6")  # wide enough for "unused" (the split column is "U5": "train")
     train = covers.indices("train")
     for k in range(len(covers.genres)):
         members = train[covers.labels[train] == k]

@@ -51,6 +51,8 @@ def test_subsample_train_caps_train_only_and_nests(covers):
     assert np.bincount(small.labels[small.indices("train")]).max() == 3
     assert set(small.ids[small.indices("train")]) < set(larger.ids[larger.indices("train")])
     assert (small.indices("test") == view.indices("test")).all() and (small.indices("val") == view.indices("val")).all()
+    # the dropped train covers are marked in full, not cut to the split column's width ("unuse")
+    assert set(small.split) == {"train", "val", "test", "unused"}
 
 
 def test_interval_is_the_student_t_interval():
