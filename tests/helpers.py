@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from genreclf.serving.net import free_port  # noqa: F401 - one implementation, shared with the bench
+from genreclf.serving.net import free_port  # one implementation, shared with the bench
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"  # screenshots and other files a person may want to look at
@@ -65,3 +69,37 @@ def isolated_store(root: Path, cache: Path, **extra: str) -> Iterator[dict[str, 
         finally:
             while mlflow.active_run():
                 mlflow.end_run()
+
+
+@contextlib.contextmanager
+def model_server(model_uri: str, env: dict[str, str], root: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`mlflow models serve -m model_uri` (one worker, pickle loading off) on a free loopback port,
+    its log in ``root/serve.log``; yields (URL, process) once /ping answers, and stops the whole
+    process group (uvicorn included) on exit."""
+    port = free_port()
+    log = open(root / "serve.log", "w")
+    env = {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # models-from-code + skops
+    proc = subprocess.Popen([script("mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+                             "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+                            env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (root / "serve.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not answer /ping within 120 s"
+            time.sleep(0.5)
+        yield url, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -1,18 +1,30 @@
-"""The registered ``album-genre-boost``: cover bytes in, genre + probabilities out (the shared contract)."""
+"""The registered ``album-genre-boost``: cover bytes in, genre + probabilities out (the shared contract).
+
+Logged as code (``code_models/boost.py``) with the forest and the SVM pipeline in skops files, like
+the RF: loading never unpickles, so the server runs with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
+"""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
-import joblib
 import numpy as np
+import skops.io as skops_io
 
 from genreclf.boost.descriptors import DESCRIPTOR_VERSION, N_DESCRIPTORS, describe_many
+from genreclf.boost.model import VoteEnsemble
 from genreclf.serving.contract import CoverModel
+from genreclf.serving.rf_model import SKOPS_TRUSTED, load_estimator
+
+# beyond the forest's tree type: the two private classes of a fitted CalibratedClassifierCV
+SVM_TRUSTED = ["sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"]
 
 
 class BoostCoverModel(CoverModel):
     """Covers are decoded at the training cache size first, so a cover gives the descriptors it had in training."""
+
+    CODE_FILE = "boost"  # logged as code: genreclf/serving/code_models/boost.py
 
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
@@ -20,16 +32,21 @@ class BoostCoverModel(CoverModel):
             raise RuntimeError(f"this model was trained on descriptor version {meta['descriptor_version']} "
                                f"but genreclf computes version {DESCRIPTOR_VERSION}; retrain it (train_boost)")
         self.genres, self.size = list(meta["genres"]), int(meta["decode_size"])
-        self.ensemble = joblib.load(context.artifacts["estimator"])
+        if "estimator" in context.artifacts:  # a model logged before the skops files: one joblib pickle
+            self.ensemble = load_estimator(context.artifacts["estimator"])
+        else:
+            self.ensemble = VoteEnsemble(load_estimator(context.artifacts["forest"], SKOPS_TRUSTED),
+                                         load_estimator(context.artifacts["svm"], SVM_TRUSTED), float(meta["c"]))
         self.ensemble.forest.n_jobs = 1  # serving predicts a few covers at a time; threads cost more than they give
 
     def predict_proba(self, covers: list[np.ndarray]) -> np.ndarray:
         return self.ensemble.predict_proba(describe_many(covers), len(self.genres))
 
 
-def write_artifacts(tmp: Path, ensemble, genres: list[str], decode_size: int) -> dict[str, str]:
-    paths = {"estimator": tmp / "ensemble.joblib", "meta": tmp / "meta.json"}
-    joblib.dump(ensemble, paths["estimator"], compress=3)
+def write_artifacts(tmp: Path, ensemble: VoteEnsemble, genres: list[str], decode_size: int) -> dict[str, str]:
+    paths = {"forest": tmp / "forest.skops", "svm": tmp / "svm.skops", "meta": tmp / "meta.json"}
+    skops_io.dump(ensemble.forest, paths["forest"], compression=zipfile.ZIP_DEFLATED)
+    skops_io.dump(ensemble.svm, paths["svm"], compression=zipfile.ZIP_DEFLATED)
     paths["meta"].write_text(json.dumps({"genres": genres, "decode_size": decode_size, "c": ensemble.c,
                                          "descriptor_version": DESCRIPTOR_VERSION, "n_descriptors": N_DESCRIPTORS}))
     return {k: str(v) for k, v in paths.items()}

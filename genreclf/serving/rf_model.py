@@ -24,17 +24,18 @@ from genreclf.serving.contract import CoverModel
 SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
 
 
-def load_estimator(path: str) -> RandomForestClassifier:
-    """The fitted forest, from skops (no pickle), or from a joblib file of a model logged before."""
+def load_estimator(path: str, trusted: list[str] = SKOPS_TRUSTED):
+    """A fitted estimator from skops (no pickle: only the ``trusted`` types beyond skops' defaults), or
+    from a joblib file of a model logged before."""
     if path.endswith(".skops"):
-        unknown = sorted(set(skops_io.get_untrusted_types(file=path)) - set(SKOPS_TRUSTED))
+        unknown = sorted(set(skops_io.get_untrusted_types(file=path)) - set(trusted))
         if unknown:
-            raise RuntimeError(f"{Path(path).name}: refusing to load types {unknown} (not a plain forest)")
-        return skops_io.load(path, trusted=SKOPS_TRUSTED)
+            raise RuntimeError(f"{Path(path).name}: refusing to load types {unknown} (not the expected estimator)")
+        return skops_io.load(path, trusted=trusted)
     # joblib unpickles (runs code): honour MLflow's switch for pickled models (see docs/serving.md)
     if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").lower() not in {"1", "true"}:
         raise RuntimeError(f"{Path(path).name} is a pickle and MLFLOW_ALLOW_PICKLE_DESERIALIZATION is off; "
-                           f"re-register the model (genreclf train_rf)")
+                           f"re-register the model")
     return joblib.load(path)
 
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import psutil
 import pytest
-from helpers import BIN, free_port, isolated_store, subprocess_env
+from helpers import BIN, isolated_store, model_server, subprocess_env
 from PIL import Image
 
 from genreclf import RF_MODEL_NAME
@@ -70,36 +67,9 @@ def champion_store(tmp_path_factory, session_store):
 
 @pytest.fixture(scope="module")
 def served(champion_store):
-    """`mlflow models serve -m models:/album-genre-rf@champion` (one worker, pickle loading off) on a
-    free loopback port: (URL, server process)."""
-    port = free_port()
-    log = open(champion_store["root"] / "serve.log", "w")
-    env = {**champion_store["env"], "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # models-from-code + skops
-    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{RF_MODEL_NAME}@champion",
-                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-                            env=env, cwd=champion_store["root"], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # own group: stop uvicorn too
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (champion_store["root"] / "serve.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not answer /ping within 120 s"
-            time.sleep(0.5)
-        yield url, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    """`mlflow models serve -m models:/album-genre-rf@champion` on a free loopback port: (URL, process)."""
+    with model_server(f"models:/{RF_MODEL_NAME}@champion", champion_store["env"], champion_store["root"]) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,18 @@
 """train_boost end to end: trains, registers album-genre-boost as @challenger, predicts encoded bytes
-through pyfunc like the other models, and promote (model_name=all) takes it."""
+through pyfunc like the other models, promote (model_name=all) takes it, and `mlflow models serve`
+answers REST requests with the same predictions."""
 from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import model_server, subprocess_env
 from mlflow.exceptions import MlflowException
 
 from genreclf import BOOST_MODEL_NAME
@@ -13,6 +20,7 @@ from genreclf import config as C
 from genreclf.data.covers import load_covers
 from genreclf.data.images import encode
 from genreclf.entrypoints import promote, train_boost
+from genreclf.serving.payloads import payload
 
 DATA = {"data": "synthetic:14", "genres": "HipHop,Rock,Jazz", "cache_size": 48, "experiment": "boost-test"}
 
@@ -26,7 +34,8 @@ def test_train_register_predict_and_promote(workdir):
     covers = load_covers(C.DataConfig(**{k: v for k, v in DATA.items()}), progress=False)
     test = covers.indices("test")
     model = mlflow.pyfunc.load_model(f"models:/{BOOST_MODEL_NAME}@challenger")
-    frame = model.predict(pd.DataFrame({"image": [encode(covers.images[i], "JPEG") for i in test]}))
+    blobs = [encode(covers.images[i], "JPEG") for i in test]
+    frame = model.predict(pd.DataFrame({"image": blobs}))
     columns = [f"p_{g}" for g in covers.genres]
     assert list(frame.columns) == ["genre", *columns]
     assert np.allclose(frame[columns].sum(axis=1), 1.0)
@@ -39,3 +48,13 @@ def test_train_register_predict_and_promote(workdir):
     assert decisions[BOOST_MODEL_NAME]["decision"] == "promoted"
     aliases = client.get_registered_model(BOOST_MODEL_NAME).aliases
     assert {k: str(v) for k, v in aliases.items()} == {"challenger": "1", "champion": "1"}
+
+    # the champion through a real model server on loopback: the REST answer is the pyfunc's answer
+    env = subprocess_env(os.environ["MLFLOW_TRACKING_URI"], Path(os.environ["GENRECLF_CACHE"]))
+    with model_server(f"models:/{BOOST_MODEL_NAME}@champion", env, workdir) as (url, _):
+        request = urllib.request.Request(f"{url}/invocations", data=json.dumps(payload(blobs)).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            served = pd.DataFrame(json.loads(resp.read())["predictions"])
+    assert list(served["genre"]) == list(frame["genre"])
+    assert np.allclose(served[columns].to_numpy(), frame[columns].to_numpy(), atol=1e-6)

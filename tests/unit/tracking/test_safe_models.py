@@ -63,7 +63,8 @@ FRESH = """
 import json, os, sys, warnings
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    import genreclf.serving.rf_model, genreclf.serving.cnn_model  # imports mlflow: telemetry is decided here
+    # importing a pyfunc module imports mlflow: telemetry is decided here
+    import genreclf.serving.rf_model, genreclf.serving.cnn_model, genreclf.serving.boost_model
     ours = sum("type hints" in str(w.message) for w in caught)
     import mlflow
     class NoHints(mlflow.pyfunc.PythonModel):  # the control: MLflow warns about this one
