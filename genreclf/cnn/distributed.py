@@ -47,7 +47,9 @@ def shutdown() -> None:
 
 
 def active() -> bool:
-    return dist.is_initialized() and dist.get_world_size() > 1
+    # any group counts, also one of a single process: `init` forms none for one process, but a group of
+    # one (tools/gpu_check.py --ddp on a one-GPU machine) runs the same DDP / NCCL path as many would
+    return dist.is_initialized()
 
 
 def rank() -> int:
