@@ -22,7 +22,7 @@ from sklearn.svm import SVC
 
 from genreclf.boost.descriptors import DESCRIPTOR_VERSION, describe_many
 from genreclf.data.covers import CoverSet, cache_root
-from genreclf.rf.features import default_workers
+from genreclf.rf.features import FEATURE_VERSION, default_workers
 
 log = logging.getLogger(__name__)
 C_GRID = (1.0, 3.0, 10.0)   # RBF-SVM regularisation candidates, picked on val
@@ -65,7 +65,8 @@ def fit_boost(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.nda
 def descriptors_for(covers: CoverSet, progress: bool = True) -> np.ndarray:
     """(N, D) descriptors of a CoverSet's covers, cached on disk under the covers' content."""
     key = hashlib.sha256("|".join(covers.content).encode() + str(covers.images.shape).encode()).hexdigest()
-    path = cache_root() / f"descriptors-v{DESCRIPTOR_VERSION}-{key[:24]}.npy"
+    # the descriptors hold the 25 features: a new feature version is a new table, not a stale cached one
+    path = cache_root() / f"descriptors-v{DESCRIPTOR_VERSION}-f{FEATURE_VERSION}-{key[:24]}.npy"
     if path.exists():
         log.info("descriptors from cache %s", path)
         return np.load(path)

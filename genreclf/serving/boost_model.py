@@ -14,6 +14,7 @@ import skops.io as skops_io
 
 from genreclf.boost.descriptors import DESCRIPTOR_VERSION, N_DESCRIPTORS, describe_many
 from genreclf.boost.model import VoteEnsemble
+from genreclf.rf.features import FEATURE_VERSION
 from genreclf.serving.contract import CoverModel
 from genreclf.serving.rf_model import SKOPS_TRUSTED, load_estimator
 
@@ -31,6 +32,10 @@ class BoostCoverModel(CoverModel):
         if meta["descriptor_version"] != DESCRIPTOR_VERSION or meta["n_descriptors"] != N_DESCRIPTORS:
             raise RuntimeError(f"this model was trained on descriptor version {meta['descriptor_version']} "
                                f"but genreclf computes version {DESCRIPTOR_VERSION}; retrain it (train_boost)")
+        # the descriptors include the 25 features (models logged before this check carry no feature version)
+        if meta.get("feature_version", FEATURE_VERSION) != FEATURE_VERSION:
+            raise RuntimeError(f"this model was trained on feature version {meta['feature_version']} "
+                               f"but genreclf computes version {FEATURE_VERSION}; retrain it (train_boost)")
         self.genres, self.size = list(meta["genres"]), int(meta["decode_size"])
         if "estimator" in context.artifacts:  # a model logged before the skops files: one joblib pickle
             self.ensemble = load_estimator(context.artifacts["estimator"])
@@ -48,5 +53,6 @@ def write_artifacts(tmp: Path, ensemble: VoteEnsemble, genres: list[str], decode
     skops_io.dump(ensemble.forest, paths["forest"], compression=zipfile.ZIP_DEFLATED)
     skops_io.dump(ensemble.svm, paths["svm"], compression=zipfile.ZIP_DEFLATED)
     paths["meta"].write_text(json.dumps({"genres": genres, "decode_size": decode_size, "c": ensemble.c,
-                                         "descriptor_version": DESCRIPTOR_VERSION, "n_descriptors": N_DESCRIPTORS}))
+                                         "descriptor_version": DESCRIPTOR_VERSION, "n_descriptors": N_DESCRIPTORS,
+                                         "feature_version": FEATURE_VERSION}))
     return {k: str(v) for k, v in paths.items()}
