@@ -177,7 +177,7 @@ def _imagefolder(data: str, root: Path) -> Source:
         unused.append({"sample_id": os.path.relpath(path, root), "genre": genre, "reason": reason})
 
     def records(sel):
-        unused.clear()  # a source read twice (covers.py re-reads large ones) names each entry once
+        unused.clear()  # a source read twice (evaluate re-reads it for the reference features) names each entry once
         for entry in sorted(root.iterdir()):
             if entry.name not in genres and not entry.is_dir():
                 skip(entry, "", "not inside a genre folder")
