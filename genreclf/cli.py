@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
                  "compare every model on repeated splits of one cover source: accuracy and macro-F1, mean and "
                  "95 percent interval"),
     "train_boost": (("data", "boost"), "genreclf.entrypoints.train_boost:main",
-                    "train the strongest offline model (RF + SVM on richer descriptors), register album-genre-boost"),
+                    "train the strongest offline model (2 forests + SVM on descriptors), register album-genre-boost"),
 }
 
 

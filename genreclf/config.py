@@ -140,8 +140,8 @@ class BenchConfig:
 
 @dataclass
 class BoostConfig:
-    seed: int = opt(42, "seed of the forest and the SVM")
-    n_jobs: int = opt(-1, "CPU cores for the forest (-1 = all)")
+    seed: int = opt(42, "seed of the forests and the SVM")
+    n_jobs: int = opt(-1, "CPU cores for the forests (-1 = all)")
     register: bool = opt(True, "register the model as album-genre-boost @challenger (true | false)")
 
 

@@ -203,7 +203,7 @@ def status_text(ex: Explorer, data: DataConfig) -> str:
     lines = ["# Album cover → genre: explore the models",
              f"Models: **{ex.rf.title}** (Random Forest on 25 CV features) and **{ex.cnn.title}** (CNN). "
              f"Covers: test split of `{data.data}` ({len(ex.gallery.keys)} covers)."]
-    lines.append(f"Strongest offline model: **{ex.boost.title}** (forest + SVM on richer descriptors).")
+    lines.append(f"Strongest offline model: **{ex.boost.title}** (two forests + SVM on richer descriptors).")
     lines += [s.message for s in (ex.rf, ex.cnn, ex.boost) if s.message]
     if ex.unknown_genres():
         lines.append(f"⚠️ **These covers include genres the models do not know**: "
@@ -247,7 +247,7 @@ def build_app(data: DataConfig, serve: ServeConfig) -> gr.Blocks:
                 rf_label = gr.Label(label="Random Forest (CV features)", num_top_classes=len(genres) or None,
                                     elem_id="rf-pred")
                 cnn_label = gr.Label(label="CNN", num_top_classes=len(genres) or None, elem_id="cnn-pred")
-                boost_label = gr.Label(label="Boost (forest + SVM on descriptors)", num_top_classes=len(genres) or None,
+                boost_label = gr.Label(label="Boost (2 forests + SVM)", num_top_classes=len(genres) or None,
                                        elem_id="boost-pred")
             with gr.Column(scale=1, min_width=260):
                 gr.Markdown("### 4 · Grad-CAM")

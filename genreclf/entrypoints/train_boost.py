@@ -1,5 +1,5 @@
-"""Entry point ``train_boost``: fit the forest + SVM ensemble on the descriptors (the SVM's C chosen on
-val, never on test), evaluate val and test under the shared metric names, and register
+"""Entry point ``train_boost``: fit the vote of two forests and an SVM on the descriptors (the SVM's
+C chosen on val, never on test), evaluate val and test under the shared metric names, and register
 ``album-genre-boost`` @challenger - a pyfunc that takes cover images like the RF and the CNN."""
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from genreclf.bench.reference import extract_reference, extract_reference_many
+from genreclf.bench.reference import REFERENCE_NAMES, extract_reference, extract_reference_many
 from genreclf.boost.model import descriptors_for
 from genreclf.config import DataConfig
 from genreclf.data.covers import cache_root
 from genreclf.data.sources import DataError, open_source, select_genres
 from genreclf.evaluation.compare import Tables
-from genreclf.rf.features import FEATURE_NAMES, default_workers, extract_bytes, features_for
+from genreclf.rf.features import default_workers, extract_bytes, features_for
 
 log = logging.getLogger(__name__)
 REFERENCE_VERSION = 1  # bump when bench/reference.py changes
@@ -58,7 +58,7 @@ def reference_table(covers, blobs: list[bytes]) -> np.ndarray:
                                                                      for c in chunks)
     else:
         parts = [extract_reference_many(c) for c in chunks]
-    table = pd.DataFrame(np.concatenate(parts), columns=FEATURE_NAMES)
+    table = pd.DataFrame(np.concatenate(parts), columns=REFERENCE_NAMES)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     table.to_parquet(tmp)
     os.replace(tmp, path)

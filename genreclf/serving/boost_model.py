@@ -1,7 +1,7 @@
 """The registered ``album-genre-boost``: cover bytes in, genre + probabilities out (the shared contract).
 
-Logged as code (``code_models/boost.py``) with the forest and the SVM pipeline in skops files, like
-the RF: loading never unpickles, so the server runs with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
+Logged as code (``code_models/boost.py``) with the two forests and the SVM pipeline in skops files,
+like the RF: loading never unpickles, so the server runs with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
 """
 from __future__ import annotations
 
@@ -40,18 +40,25 @@ class BoostCoverModel(CoverModel):
         if "estimator" in context.artifacts:  # a model logged before the skops files: one joblib pickle
             self.ensemble = load_estimator(context.artifacts["estimator"])
         else:
+            features_forest = (load_estimator(context.artifacts["features_forest"], SKOPS_TRUSTED)
+                               if "features_forest" in context.artifacts else None)  # two-member models before
             self.ensemble = VoteEnsemble(load_estimator(context.artifacts["forest"], SKOPS_TRUSTED),
-                                         load_estimator(context.artifacts["svm"], SVM_TRUSTED), float(meta["c"]))
-        self.ensemble.forest.n_jobs = 1  # serving predicts a few covers at a time; threads cost more than they give
+                                         load_estimator(context.artifacts["svm"], SVM_TRUSTED), float(meta["c"]),
+                                         features_forest)
+        for forest in (self.ensemble.forest, self.ensemble.features_forest):
+            if forest is not None:  # serving predicts a few covers at a time; threads cost more than they give
+                forest.n_jobs = 1
 
     def predict_proba(self, covers: list[np.ndarray]) -> np.ndarray:
         return self.ensemble.predict_proba(describe_many(covers), len(self.genres))
 
 
 def write_artifacts(tmp: Path, ensemble: VoteEnsemble, genres: list[str], decode_size: int) -> dict[str, str]:
-    paths = {"forest": tmp / "forest.skops", "svm": tmp / "svm.skops", "meta": tmp / "meta.json"}
-    skops_io.dump(ensemble.forest, paths["forest"], compression=zipfile.ZIP_DEFLATED)
-    skops_io.dump(ensemble.svm, paths["svm"], compression=zipfile.ZIP_DEFLATED)
+    estimators = {"forest": ensemble.forest, "svm": ensemble.svm, "features_forest": ensemble.features_forest}
+    paths = {name: tmp / f"{name}.skops" for name, est in estimators.items() if est is not None}
+    for name, path in paths.items():
+        skops_io.dump(estimators[name], path, compression=zipfile.ZIP_DEFLATED)
+    paths["meta"] = tmp / "meta.json"
     paths["meta"].write_text(json.dumps({"genres": genres, "decode_size": decode_size, "c": ensemble.c,
                                          "descriptor_version": DESCRIPTOR_VERSION, "n_descriptors": N_DESCRIPTORS,
                                          "feature_version": FEATURE_VERSION}))

@@ -34,6 +34,7 @@ def test_train_register_predict_and_promote(workdir):
     covers = load_covers(C.DataConfig(**{k: v for k, v in DATA.items()}), progress=False)
     test = covers.indices("test")
     model = mlflow.pyfunc.load_model(f"models:/{BOOST_MODEL_NAME}@challenger")
+    assert len(model.unwrap_python_model().ensemble.members()) == 3  # both forests and the SVM came back
     blobs = [encode(covers.images[i], "JPEG") for i in test]
     frame = model.predict(pd.DataFrame({"image": blobs}))
     columns = [f"p_{g}" for g in covers.genres]
