@@ -63,7 +63,8 @@ def describe(image) -> np.ndarray:
     full = as_rgb(image, name="cover")
     rgb = as_rgb(full, SIDE)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    # the 25 features at the cover's own resolution (they bring it to their working size themselves)
+    # the 25 features at the cover's own resolution (they bring it to their working size themselves);
+    # last, because the vote's features forest reads the final 25 columns (boost.model.FEATURES)
     out = np.concatenate([_hsv_histogram(rgb), _lab_layout(rgb), _shape(grey), _texture(grey), extract(full)])
     return np.nan_to_num(out.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 

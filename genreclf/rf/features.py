@@ -5,7 +5,7 @@ keeps those kinds but not all of the seed's definitions: measured on real album 
 global statistics (mean hue, GLCM properties, ...) carry little that a forest can use, while where
 things sit on a cover (a lit centre, a plain frame, lettering at the top, a symmetric layout) and
 which local patterns dominate (grain, plain blocks, corners) carry more. The 25 were chosen from a
-pool of 95 candidates of the four kinds on validation folds of real covers (docs/features.md has the
+pool of 95 candidates of the four kinds on train and validation folds of real covers (docs/features.md has the
 procedure, the ablation and the accuracy against the seed's features).
 
 Every cover is first brought to ONE canonical working resolution (``WORK`` x ``WORK``, area

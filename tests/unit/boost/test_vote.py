@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from genreclf.boost.descriptors import describe
 from genreclf.boost.model import FEATURES, VoteEnsemble, fit_boost
-from genreclf.rf.features import FEATURE_NAMES
+from genreclf.data import synthetic
+from genreclf.rf.features import FEATURE_NAMES, extract
 
 
 def _data(n: int, seed: int):
@@ -30,3 +32,8 @@ def test_three_members_vote_with_equal_weight():
     # a model logged before the features' forest joined: the two others, averaged
     two = VoteEnsemble(model.forest, model.svm, model.c)
     np.testing.assert_allclose(two.predict_proba(Xv, 4)[:, :3], (parts[0] + parts[1]) / 2)
+
+
+def test_the_features_forest_reads_the_25_features():
+    cover = synthetic.make_cover("Rock", 2, size=96)
+    np.testing.assert_array_equal(describe(cover)[FEATURES], extract(cover))
