@@ -7,6 +7,9 @@ more of the same kinds of evidence, kept coarse enough for a few hundred covers 
            in a 4 x 4 grid (where on the cover the colour sits: dark borders, a bright centre ...);
 * shape:   HOG of the 64 px grey cover (16 px cells, 2 x 2 blocks): layout of strong edges, lettering;
 * texture: uniform LBP histograms at two radii and the Canny edge density in a 4 x 4 grid;
+* layout:  Gabor energy at 4 wavelengths x 6 orientations averaged in a 4 x 4 grid - the GIST
+           descriptor of scene recognition (Oliva & Torralba, 2001), simplified: where on the cover
+           fine or coarse structure of which direction sits (lettering, a horizon, a face, a logo);
 * the 25 hand-crafted features (faces among them), computed by :mod:`genreclf.rf.features`.
 
 Every descriptor is computed on the cover resized to ``SIDE`` px, so a cover's bytes give the same
@@ -16,14 +19,17 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import fft
 from skimage.feature import hog, local_binary_pattern
 
 from genreclf.data.images import as_rgb
 from genreclf.rf.features import extract
 
-DESCRIPTOR_VERSION = 1  # bump when a definition changes, so cached tables are recomputed
+DESCRIPTOR_VERSION = 2  # bump when a definition changes, so cached tables are recomputed
 SIDE = 128              # px: the working resolution of every descriptor below
-GRID = 4                # spatial cells per side for the colour and edge layout
+GRID = 4                # spatial cells per side for the colour, edge and Gabor layout
+WAVELENGTHS = (4, 8, 16, 32)  # px at SIDE: from stroke-thin detail to a quarter of the cover
+ORIENTATIONS = 6
 
 
 def _hsv_histogram(rgb: np.ndarray) -> np.ndarray:
@@ -53,6 +59,46 @@ def _texture(grey: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _gabor_bank(side: int) -> np.ndarray:
+    """(filters, side, side) transfer functions of quadrature Gabor filters, in the frequency domain.
+
+    Each is the Fourier transform of a Gabor filter with sigma = 0.56 wavelength (about one octave of
+    bandwidth) and aspect 0.5 (twice as long along the stripes as across). It is one-sided: only
+    frequencies around +f0 pass, so the filtered image is complex and its modulus is the energy of the
+    even and odd filter pair at once - no phase, hence no dependence on where a stripe starts.
+    """
+    freq = fft.fftfreq(side)
+    fy, fx = np.meshgrid(freq, freq, indexing="ij")
+    bank = []
+    for wavelength in WAVELENGTHS:
+        sigma = 1.0 / (2 * np.pi * 0.56 * wavelength)  # the spatial sigma 0.56 * wavelength, in frequency
+        for k in range(ORIENTATIONS):
+            theta = k * np.pi / ORIENTATIONS
+            along = fx * np.cos(theta) + fy * np.sin(theta)
+            across = -fx * np.sin(theta) + fy * np.cos(theta)
+            bank.append(np.exp(-((along - 1.0 / wavelength) ** 2) / (2 * sigma ** 2)
+                               - across ** 2 / (2 * (0.5 * sigma) ** 2)))
+    return np.stack(bank).astype(np.float32)
+
+
+_GABOR = _gabor_bank(SIDE)
+
+
+def gabor_layout(grey: np.ndarray) -> np.ndarray:
+    """(filters x GRID x GRID,) mean Gabor energy per filter and cell of a SIDE x SIDE grey cover.
+
+    Filter-major: wavelength, then orientation (0 = stripes varying along x), then cells row by row.
+    """
+    g = grey.astype(np.float32) / 255.0
+    # contrast-normalised, so a darker or flatter print of the same cover gives the same layout
+    g = (g - g.mean()) / (g.std() + 1e-3)
+    # filtering in the frequency domain is circular: at the longest wavelength the border cells see a
+    # little of the opposite border - the same for every cover, and 24 filters cost one FFT each way
+    energy = np.abs(fft.ifft2(fft.fft2(g)[None] * _GABOR, workers=1))
+    cell = SIDE // GRID
+    return energy.reshape(len(_GABOR), GRID, cell, GRID, cell).mean(axis=(2, 4)).ravel()
+
+
 def _shape(grey: np.ndarray) -> np.ndarray:
     small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA)
     return hog(small, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2), feature_vector=True)
@@ -65,7 +111,8 @@ def describe(image) -> np.ndarray:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     # the 25 features at the cover's own resolution (they bring it to their working size themselves);
     # last, because the vote's features forest reads the final 25 columns (boost.model.FEATURES)
-    out = np.concatenate([_hsv_histogram(rgb), _lab_layout(rgb), _shape(grey), _texture(grey), extract(full)])
+    out = np.concatenate([_hsv_histogram(rgb), _lab_layout(rgb), _shape(grey), _texture(grey), gabor_layout(grey),
+                          extract(full)])
     return np.nan_to_num(out.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
 

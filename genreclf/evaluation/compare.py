@@ -87,7 +87,7 @@ def cnn(view, tables: Tables, settings: Settings) -> np.ndarray:
 RUNNERS: dict[str, Callable[..., np.ndarray]] = {
     "majority": majority, "rf_reference": rf_reference, "rf_ours": rf_ours, "cnn": cnn, "boost": boost}
 LABELS = {"majority": "majority class", "rf_reference": "RF, reference features", "rf_ours": "RF, our 25 features",
-          "cnn": "CNN from scratch", "boost": "boost (RF + SVM on descriptors)"}
+          "cnn": "CNN from scratch", "boost": "boost (two forests + SVM)"}
 
 
 def parse_models(spec: str) -> list[str]:
