@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make run    - create .venv if needed, then run the whole pipeline (MLproject entry point `main`)
 #   make test   - create .venv if needed, then the static checks (make check) and the test suite
+#                 (tests/unit, tests/integration, tests/e2e)
+#   make test-unit - create .venv if needed, then only tests/unit (no MLflow store, process or socket; < 60 s)
 #   make check  - ruff (lint + import order), mypy (types), lint-imports (layer/dependency contracts)
 # CONFIG picks experiments/<CONFIG>.yaml; quickstart runs offline on synthetic covers.
 PY       ?= python3
@@ -13,7 +15,7 @@ STAMP    := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 
-.PHONY: run test check venv browser postgres clean
+.PHONY: run test test-unit check venv browser postgres clean
 
 venv: $(STAMP)
 
@@ -48,6 +50,9 @@ check: $(STAMP)
 
 test: check browser postgres
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -ra tests/unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output

@@ -3,9 +3,9 @@ import os
 
 __version__ = "0.1.0"
 
+# the registered names of the two families the quickstart and most examples use (models.FAMILIES has all)
 RF_MODEL_NAME = "album-genre-rf"
 CNN_MODEL_NAME = "album-genre-cnn"
-BOOST_MODEL_NAME = "album-genre-boost"
 
 # MLflow's telemetry (a lookup of its telemetry host on every run, an installation id under
 # ~/.config/mlflow) is off wherever genreclf is imported - the CLI, `mlflow run` steps, the demo -

@@ -13,47 +13,19 @@ import os
 import sys
 from dataclasses import fields
 
-from genreclf import config as C
+from genreclf.commands import commands, mlproject_text
+from genreclf.config import SECTIONS, Resolved, resolve
 from genreclf.errors import UserError
 from genreclf.progress import quiet_library_bars
 from genreclf.serving.payloads import predict_files
 from genreclf.tracking.runs import name_project_run
-
-# subcommand -> (config sections, "module:function", help)
-COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "features": (("data",), "genreclf.entrypoints.features:main",
-                 "extract the 25 hand-crafted CV features; log the table and per-genre plots"),
-    "train_rf": (("data", "rf"), "genreclf.entrypoints.train_rf:main",
-                 "train the Random Forest baseline on the CV features and register album-genre-rf"),
-    "train_cnn": (("data", "cnn"), "genreclf.entrypoints.train_cnn:main",
-                  "fine-tune a torchvision CNN and register album-genre-cnn"),
-    "tune_rf": (("data", "rf", "tune"), "genreclf.entrypoints.tune:tune_rf_main",
-                "Optuna search over the Random Forest; refit the best, register as challenger"),
-    "tune_cnn": (("data", "cnn", "tune"), "genreclf.entrypoints.tune:tune_cnn_main",
-                 "Optuna search over the CNN with pruning; refit the best, register as challenger"),
-    "promote": (("data", "promote"), "genreclf.entrypoints.promote:main",
-                "compare challenger and champion on the test split; move @champion if better"),
-    "main": (("data", "rf", "cnn", "promote"), "genreclf.entrypoints.main:main",
-             "the whole study: features -> train_rf -> train_cnn -> promote (reusing finished steps)"),
-    "demo": (("data", "serve"), "genreclf.entrypoints.demo:main",
-             "interactive web demo (Gradio) on 127.0.0.1 backed by the registered models"),
-    "score": (("score",), "genreclf.entrypoints.score:main",
-              "batch-classify a folder or parquet of covers with a registered model; resumable parquet parts"),
-    "bench": (("data", "bench"), "genreclf.entrypoints.bench:main",
-              "measure every stage against its reference or bound; log to MLflow"),
-    "evaluate": (("data", "evaluate"), "genreclf.entrypoints.evaluate:main",
-                 "compare every model on repeated splits of one cover source: accuracy and macro-F1, mean and "
-                 "95 percent interval"),
-    "train_boost": (("data", "boost"), "genreclf.entrypoints.train_boost:main",
-                    "train the strongest offline model (2 forests + SVM on descriptors), register album-genre-boost"),
-}
 
 
 def _add_section_options(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
     seen: set[str] = set()
     for name in sections:
         group = parser.add_argument_group(f"{name} parameters")
-        cls = C.SECTIONS[name]
+        cls = SECTIONS[name]
         for f in fields(cls):
             if f.name in seen:
                 continue
@@ -70,7 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      "as a reproducible MLflow project.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (sections, _, help_) in COMMANDS.items():
+    for name, cmd in commands().items():
+        sections, help_ = cmd.sections, cmd.help
         # no abbreviations: `mlflow run -P epoch=3` must be an error naming --epoch, not a silent --epochs
         p = sub.add_parser(name, help=help_, description=help_, allow_abbrev=False,
                            aliases=[name.replace("_", "-")] if "_" in name else [])
@@ -82,6 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models:/album-genre-cnn@champion", help="model URI")
     p.add_argument("--top", type=int, default=3, help="probabilities to show per cover")
     p.add_argument("files", nargs="+", help="image files")
+    sub.add_parser("mlproject", help="print the MLproject file generated from the command table and the config")
     return parser
 
 
@@ -107,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return predict_files(args.model, args.files, args.top)
-        sections, target, _ = COMMANDS[args.command]
+        if args.command == "mlproject":
+            print(mlproject_text())
+            return 0
+        cmd = commands()[args.command]
         name_project_run(args.command)  # under `mlflow run`: never leave the run with a random name
         explicit = {k: v for k, v in vars(args).items() if k not in {"command", "config", "verbose"}}
-        resolved = C.Resolved(args.command, C.resolve(args.config, explicit, *sections))
-        module, func = target.split(":")
+        resolved = Resolved(args.command, resolve(args.config, explicit, *cmd.sections))
+        module, func = cmd.target.split(":")
         result = getattr(importlib.import_module(module), func)(resolved)
         return 0 if result is None or isinstance(result, (dict, str)) else int(result)
     except UserError as exc:

@@ -1,8 +1,9 @@
-"""Shared fixtures: every test runs against its own real MLflow store, cache and working dir."""
+"""Fixtures of more than one scope (unit, integration, e2e): the session's shared cover cache, and a working
+dir with its own real MLflow store for the integration and end-to-end tests."""
 from __future__ import annotations
 
 import pytest
-from helpers import OUTPUT, isolated_store, script
+from helpers import OUTPUT, isolated_store
 
 
 @pytest.fixture(scope="session")
@@ -16,12 +17,6 @@ def workdir(tmp_path, session_store):
     """A fresh working dir with its own MLflow store (SQLite + ./mlruns) and a shared cover cache."""
     with isolated_store(tmp_path, session_store / "cache"):
         yield tmp_path
-
-
-@pytest.fixture
-def genreclf_cmd():
-    """The installed console script of this interpreter's environment."""
-    return [script("genreclf")]
 
 
 def pytest_configure(config):

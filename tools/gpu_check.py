@@ -23,11 +23,11 @@ import time
 import torch
 import torch.distributed as dist
 
-from genreclf.cnn import distributed
-from genreclf.cnn.fit import fit, predict
 from genreclf.config import CNNConfig, DataConfig
 from genreclf.data.covers import load_covers
 from genreclf.metrics import classification_metrics
+from genreclf.models.cnn import distributed
+from genreclf.models.cnn.fit import fit, predict
 
 
 def train_on(device: str, covers, args) -> dict:

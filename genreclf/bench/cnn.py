@@ -1,7 +1,7 @@
 """How close CNN training runs to its compute bound, and what the cached-embedding probe saves.
 
 ``measure_training_efficiency``: training throughput of the real loop (cache -> augmentation ->
-loader -> normalise on device -> forward/backward/step, as ``cnn.train_one_epoch`` runs it)
+loader -> normalise on device -> forward/backward/step, as ``loop.train_one_epoch`` runs it)
 against the bare forward + backward + step of the same model on random tensors of the same shape,
 which no data pipeline can beat. ``1 - train / bare`` is what loading, augmentation and
 bookkeeping cost. ``measure_probe_paths``: a linear probe (``freeze=backbone``) trained on
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from genreclf.cnn import backbones
-from genreclf.cnn import fit as cnn
-from genreclf.cnn.datasets import CoverDataset, image_loader
-from genreclf.cnn.device import Runtime
-from genreclf.cnn.loop import Phase, TrainState, train_one_epoch
-from genreclf.cnn.transforms import create_transform
 from genreclf.config import CNNConfig
 from genreclf.data.covers import CoverSet
+from genreclf.models.cnn import backbones
+from genreclf.models.cnn import fit as cnn
+from genreclf.models.cnn.datasets import CoverDataset, image_loader
+from genreclf.models.cnn.device import Runtime
+from genreclf.models.cnn.loop import Phase, TrainState, train_one_epoch
+from genreclf.models.cnn.transforms import create_transform
 
 
 def bare_steps(state: TrainState, steps: int) -> float:

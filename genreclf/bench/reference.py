@@ -6,11 +6,10 @@ GLCM and LBP texture, Haar-cascade faces), one image at a time, decoded at full 
 OpenCV for colour spaces and edges, scikit-image's GLCM with 256 grey levels and 4 angles and its
 LBP, and the Haar cascade run on the full-size image with OpenCV's default scale step.
 
-:mod:`genreclf.rf.features` started as a fast version of exactly these (feature versions 1 and 2);
-version 3 keeps their four kinds (colour, edges, texture, faces) and 7 of their names but redefines
-the rest, chosen on real covers (docs/features.md). ``bench`` times both extractors on the same
-covers, and ``evaluate`` trains the same forest on either table: the reference is the baseline our
-features must beat, in speed and in accuracy.
+:mod:`genreclf.features.cover25` keeps their four kinds (colour, edges, texture, faces) and 7 of
+their names but redefines the rest, chosen on real covers (docs/features.md). ``bench`` times both
+extractors on the same covers, and ``evaluate`` trains the same forest on either table: the
+reference is the baseline our features must beat, in speed and in accuracy.
 """
 from __future__ import annotations
 

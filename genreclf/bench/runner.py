@@ -31,7 +31,7 @@ from genreclf.bench.reference import extract_reference
 from genreclf.config import DEFAULT_GENRES, BenchConfig, Resolved
 from genreclf.data import synthetic
 from genreclf.data.images import encode
-from genreclf.rf import features
+from genreclf.features import cover25
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,11 @@ def jpeg_covers(genres: list[str], n: int, size: int = 640, seed: int = 7) -> li
 
 
 def bench_features(covers: list[bytes], repeats: int, workers: int | None = None) -> dict:
-    """Throughput of features.extract_many (all cores) and of one core, against the reference."""
-    workers = workers or features.default_workers()
+    """Throughput of cover25.extract_many (all cores) and of one core, against the reference."""
+    workers = workers or cover25.default_workers()
     reference = lambda: [extract_reference(c) for c in covers]  # noqa: E731 - one image at a time
-    fast = lambda: features.extract_many(covers, progress=False, workers=workers, chunk=8)  # noqa: E731
-    serial = lambda: one_thread(features.extract_many, covers, progress=False, workers=1)  # noqa: E731
+    fast = lambda: cover25.extract_many(covers, progress=False, workers=workers, chunk=8)  # noqa: E731
+    serial = lambda: one_thread(cover25.extract_many, covers, progress=False, workers=1)  # noqa: E731
     # warm-up, not timed: worker processes start once per session and load their face cascade
     extract_reference(covers[0])
     fast()

@@ -36,16 +36,16 @@ from genreclf.bench import cnn as cnn_bench
 from genreclf.bench.datalayer import datalayer_stage
 from genreclf.bench.load import rest_load
 from genreclf.bench.runner import ab_cells, genres_of, jpeg_covers, medians, paired
-from genreclf.cnn import backbones
-from genreclf.cnn.datasets import CoverDataset, image_loader
-from genreclf.cnn.device import pick_device
-from genreclf.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
 from genreclf.config import CNNConfig, Resolved, RFConfig, TuneConfig
 from genreclf.data.images import decode_rgb, encode
+from genreclf.features import cover25
+from genreclf.models.cnn import FAMILY as CNN_FAMILY
+from genreclf.models.cnn import backbones, predictor
+from genreclf.models.cnn.datasets import CoverDataset, image_loader
+from genreclf.models.cnn.device import pick_device
+from genreclf.models.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
 from genreclf.progress import progress_bar
-from genreclf.rf import features
-from genreclf.serving import cnn_model
-from genreclf.serving.contract import input_example, signature
+from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 from genreclf.tuning.objectives import make_objective
@@ -170,11 +170,8 @@ def log_bench_model(ctx) -> str:
     covers, cfg = ctx["covers"], bench_cnn_config(ctx)
     torch.manual_seed(0)
     model = backbones.create_model(cfg.backbone, len(covers.genres), pretrained=False)
-    example = input_example([np.asarray(covers.images[i]) for i in covers.indices("test")[:2]])
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = cnn_model.write_artifacts(Path(tmp), model, cfg, covers)
-        uri, _ = registry.log_model(cnn_model.CNNCoverModel(), artifacts, example, signature(covers.genres),
-                                    "", register=False, tags={"purpose": "bench"})
+    uri, _ = log_cover_model(CNN_FAMILY, predictor.weights_writer(model), predictor.meta_for(cfg, covers), covers,
+                             register=False, tags={"purpose": "bench"})
     return uri
 
 
@@ -186,7 +183,7 @@ def inference_stage(ctx) -> tuple[dict, list]:
     covers, b = ctx["covers"], ctx["cfg"]
     uri = ctx.setdefault("model_uri", log_bench_model(ctx))
     pyfunc = registry.load_pyfunc(uri)
-    impl = pyfunc.unwrap_python_model()
+    impl = pyfunc.unwrap_python_model().predictor
     blobs = [encode(np.asarray(covers.images[i % len(covers)]), "JPEG", 90) for i in range(32)]
     one = pd.DataFrame({"image": blobs[:1]})
     batch = pd.DataFrame({"image": blobs})
@@ -255,7 +252,7 @@ def scaling_stage(ctx) -> tuple[dict, list]:
     sizes, metrics, rows, wall = ctx["sizes"], {}, [], []
     for n in progress_bar(sizes, desc="feature extraction sizes", leave=False):
         blobs = [distinct[i % len(distinct)] for i in range(n)]
-        res = medians({"genreclf": functools.partial(features.extract_many, blobs, progress=False, chunk=8)},
+        res = medians({"genreclf": functools.partial(cover25.extract_many, blobs, progress=False, chunk=8)},
                       ctx["repeats"])
         wall.append(res["genreclf"]["median_s"])
         metrics[f"features_ips_{n}"] = n / wall[-1]

@@ -1,6 +1,6 @@
 """Near-duplicate search on 64-bit perceptual hashes, below O(N²): multi-index hashing.
 
-The rule (unchanged from the first, quadratic version, kept here as ``near_duplicates_bruteforce``):
+The rule (the same as the quadratic scan ``near_duplicates_bruteforce``, kept for tests and the bench):
 walk the covers in source order; a cover within ``max_dist`` bits of an earlier *kept* cover is
 dropped and attributed to the first such kept cover. Dropped covers drop nothing themselves.
 
@@ -21,8 +21,8 @@ import numpy as np
 
 BITS = 64
 MAX_CHUNKS = 8            # >= 8 bit chunks: smaller ones make every bucket huge
-PAIRS_PER_BLOCK = 1 << 13  # candidate pairs materialised at once: ~0.4 MB of index arrays (2^18 made a
-#                           10 MB peak of its own, and was slower: the blocks no longer fit the CPU caches)
+PAIRS_PER_BLOCK = 1 << 13  # candidate pairs materialised at once: ~0.4 MB of index arrays, which stay in
+#                           the CPU caches (much larger blocks are slower and add a peak of their own)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

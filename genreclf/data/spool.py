@@ -8,7 +8,7 @@ valid for as long as an array uses it. :class:`Texts` holds records of varying l
 covers) as one byte stream plus end offsets.
 
 :class:`JsonDigest` hashes exactly what ``json.dumps`` of a list of parts would give, a chunk of items
-at a time: a digest over N covers needs no N-sized list or string, and keeps its old value.
+at a time: a digest over N covers needs no N-sized list or string, and equals the digest of the whole text.
 """
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def _batched(items: Iterator[str], dtype: str) -> Iterator[np.ndarray]:
 
 class JsonDigest:
     """sha256 of ``json.dumps(parts, default=str)``, fed one part at a time; a list part may be an array
-    fed in chunks. Same value as hashing the whole JSON text (the cache keys and digests stay as they were)."""
+    fed in chunks. Same value as hashing the whole JSON text, so existing cache keys and digests stay valid."""
 
     def __init__(self) -> None:
         self.sha = hashlib.sha256(b"[")

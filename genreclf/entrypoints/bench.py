@@ -14,9 +14,9 @@ import time
 
 from genreclf.bench.runner import environment, features_stage, knobs, table, to_markdown
 from genreclf.bench.stages import STAGES
-from genreclf.cnn.device import pick_device
 from genreclf.config import ConfigError, Resolved, as_flat_dict
 from genreclf.entrypoints.skeleton import entry_run, open_covers
+from genreclf.models.cnn.device import pick_device
 from genreclf.progress import progress_bar
 from genreclf.tracking import runs as tracking
 
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 def bench_sizes(resolved: Resolved) -> list[int]:
     cfg = resolved.bench
     sizes = sorted(int(s) for s in cfg.sizes.split(",") if s.strip())
-    if len(sizes) < 2 or sizes[0] < 1 or cfg.repeats < 1:
-        raise ConfigError(f"bench: sizes={cfg.sizes!r} needs >= 2 positive sizes, repeats={cfg.repeats} >= 1")
+    if len(sizes) < 2 or sizes[0] < 1:
+        raise ConfigError(f"bench: sizes={cfg.sizes!r} needs >= 2 positive sizes")
     return [max(8, s // 20) for s in sizes] if cfg.quick else sizes
 
 

@@ -16,12 +16,11 @@ import pandas as pd
 from genreclf.config import EvaluateConfig, Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet
 from genreclf.entrypoints.skeleton import entry_run, open_covers
-from genreclf.errors import UserError
 from genreclf.evaluation import compare, report
-from genreclf.evaluation.compare import Settings, Tables
+from genreclf.evaluation.compare import Inputs, Settings
 from genreclf.evaluation.curve import learning_curve, parse_sizes
 from genreclf.evaluation.splits import repeated_splits
-from genreclf.evaluation.tables import speed_ratio, tables_for
+from genreclf.evaluation.tables import inputs_for, speed_ratio
 from genreclf.metrics import confusion_figure
 from genreclf.tracking import runs as tracking
 
@@ -33,28 +32,25 @@ def check(cfg: EvaluateConfig) -> tuple[list[str], list[str], list[int]]:
     models = compare.parse_models(cfg.models)
     curve_models = compare.parse_models(cfg.curve_models) if cfg.learning_curve else []
     sizes = parse_sizes(cfg.learning_curve) if cfg.learning_curve else []
-    if cfg.repeats < 1 or cfg.cnn_size < 32 or cfg.cnn_epochs < 1:  # 32: the CNN's own lower bound (cnn.fit)
-        raise UserError(f"repeats={cfg.repeats}, cnn_epochs={cfg.cnn_epochs}: must be >= 1; "
-                        f"cnn_size={cfg.cnn_size}: must be >= 32")
     return models, curve_models, sizes
 
 
 def main(resolved: Resolved) -> dict:
     data, cfg = resolved.data, resolved.evaluate
     models, curve_models, sizes = check(cfg)
-    settings = Settings(seed=data.seed, cnn_size=cfg.cnn_size, cnn_epochs=cfg.cnn_epochs)
+    settings = Settings(seed=data.seed, options=cfg)
     start = time.perf_counter()
     covers = open_covers(resolved)
     views = repeated_splits(covers, data, cfg.repeats)
     with entry_run(resolved, covers, "evaluate", "evaluation", params=as_flat_dict(data, cfg)) as parent:
-        tables, blobs = tables_for(covers, data, set(models) | set(curve_models))
-        table = pd.DataFrame([model_child(name, views, tables, settings, covers.genres, parent) for name in models])
+        inputs, blobs = inputs_for(covers, data, compare.needed_inputs(models + curve_models))
+        table = pd.DataFrame([model_child(name, views, inputs, settings, covers.genres, parent) for name in models])
         text = report.markdown(table, covers.genres)
         log_comparison(table, text, covers, cfg.repeats)
         speed = speed_ratio(blobs, cfg.speed_covers) if cfg.speed_covers > 0 else {}
         tracking.log_metrics(speed)
         if sizes:
-            curve = learning_curve(views, tables, settings, curve_models, sizes)
+            curve = learning_curve(views, inputs, settings, curve_models, sizes)
             tracking.log_table(curve, "evaluation/learning_curve.csv")
             tracking.log_figure(report.learning_curve_figure(curve, f"{covers.source}: learning curve"),
                                 "evaluation/learning_curve.png")
@@ -83,12 +79,12 @@ def print_summary(text: str, speed: dict[str, float], covers: CoverSet, views: l
               f"faster ({int(speed['features_speed_covers'])} covers of this source)")
 
 
-def model_child(name: str, views: list, tables: Tables, settings: Settings, genres: list[str], parent: str) -> dict:
+def model_child(name: str, views: list, inputs: Inputs, settings: Settings, genres: list[str], parent: str) -> dict:
     """Run one model on every split in its own child run; return its summary row."""
     with tracking.start_run(name, "evaluate", name, parent_run_id=parent):
-        records = compare.run_model(name, views, tables, settings)
+        records = compare.run_model(name, views, inputs, settings)
         scores = report.split_scores(records, len(genres))
-        row = report.summary_row(name, compare.LABELS[name], scores, genres)
+        row = report.summary_row(name, compare.label(name), scores, genres)
         for _, s in scores.iterrows():
             tracking.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]},
                                  step=int(s["split"]))
@@ -98,7 +94,7 @@ def model_child(name: str, views: list, tables: Tables, settings: Settings, genr
         cm = report.confusion(records, len(genres))
         tracking.log_json({"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted",
                            "summed_over_splits": len(views)}, "evaluation/confusion_matrix.json")
-        tracking.log_figure(confusion_figure(cm, genres, f"{compare.LABELS[name]} - test folds of {len(views)} "
+        tracking.log_figure(confusion_figure(cm, genres, f"{compare.label(name)} - test folds of {len(views)} "
                                              f"splits (accuracy {row['accuracy']:.1%})"),
                             "evaluation/confusion_matrix.png")
     return row

@@ -7,8 +7,8 @@ import time
 
 from genreclf.config import Resolved, as_flat_dict
 from genreclf.entrypoints.skeleton import entry_run, open_covers
-from genreclf.rf.features import FEATURE_GROUPS, FEATURE_NAMES, FEATURE_VERSION, GROUP_OF, WORK, features_for
-from genreclf.rf.forest import distribution_figure
+from genreclf.features.cover25 import FEATURE_GROUPS, FEATURE_NAMES, FEATURE_VERSION, GROUP_OF, WORK, features_for
+from genreclf.models.rf.forest import distribution_figure
 from genreclf.tracking import runs as tracking
 
 log = logging.getLogger(__name__)

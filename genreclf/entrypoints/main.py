@@ -87,7 +87,7 @@ def run_step(root: Path, experiment: str, parent: str, step: str, params: dict[s
         log.info("step %s: reusing finished run %s (same parameters and git commit %s)",
                  step, done.info.run_id, commit[:10] or "unknown")
         return {"step": step, "run_id": done.info.run_id, "reused": True, "seconds": time.perf_counter() - start}
-    tags = {"entry_point": step, "git_commit": commit, "mlflow.project.entryPoint": step, "env_manager": "local",
+    tags = {"entry_point": step, "git_commit": commit, "env_manager": "local",
             "step_params": json.dumps(params, sort_keys=True, default=str)}
     run_id = project.create_child_run(experiment, parent, step, tags)
     log.info("step %s: running as child run %s", step, run_id)

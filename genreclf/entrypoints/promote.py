@@ -14,21 +14,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from genreclf import BOOST_MODEL_NAME, CNN_MODEL_NAME, RF_MODEL_NAME
 from genreclf.config import DEFAULT_DATA, DataConfig, PromoteConfig, Resolved, build
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.data.images import encode
 from genreclf.entrypoints.skeleton import entry_run
 from genreclf.errors import UserError
 from genreclf.metrics import classification_metrics
+from genreclf.models import FAMILIES, family_of_model
 from genreclf.serving.contract import IMAGE_COLUMN
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 from genreclf.tracking.registry import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
-# prefixes of the promote run's metrics and tags
-SHORT = {RF_MODEL_NAME: "rf", CNN_MODEL_NAME: "cnn", BOOST_MODEL_NAME: "boost"}
 BATCH = 64  # covers per predict call: bounded memory for large test splits
 
 
@@ -38,8 +36,6 @@ class PromotionError(UserError):
 
 def main(resolved: Resolved) -> dict:
     cfg = resolved.promote
-    if cfg.margin < 0:
-        raise PromotionError(f"margin={cfg.margin}: must be >= 0 (the challenger must be better by more than it)")
     tracking.configure(resolved.data.experiment)
     names = model_names(cfg.model_name)  # before loading covers: a wrong name fails fast
     covers = load_covers(recorded_data(names, resolved.data))
@@ -50,7 +46,7 @@ def main(resolved: Resolved) -> dict:
     # every model sees the very same encoded bytes (PNG: lossless, so the cached pixels exactly)
     encoded = [encode(covers.images[i], "PNG") for i in test]
     results = {}
-    label = "all" if cfg.model_name == "all" else SHORT.get(cfg.model_name, cfg.model_name)
+    label = "all" if cfg.model_name == "all" else short_name(cfg.model_name)
     params = {"model_name": cfg.model_name, "margin": cfg.margin, "metric": cfg.metric}
     with entry_run(resolved, covers, f"promote-{label}", "registry", params=params) as run_id:
         for name in names:
@@ -90,13 +86,25 @@ def recorded_data(names: list[str], data: DataConfig) -> DataConfig:
     return chosen
 
 
+def candidates() -> list[str]:
+    """The registered model names ``model_name=all`` considers: one per model family."""
+    return [f.model_name for f in FAMILIES.values()]
+
+
+def short_name(model_name: str) -> str:
+    """The prefix of the promote run's metrics and tags for a model: its family's name."""
+    family = family_of_model(model_name)
+    return family.name if family else model_name
+
+
 def model_names(model_name: str) -> list[str]:
     registered = registry.registered_model_names()
     if model_name == "all":
-        names = [n for n in SHORT if n in registered]
+        names = [n for n in candidates() if n in registered]
         if not names:
-            raise PromotionError(f"nothing to promote: neither {' nor '.join(SHORT)} is registered yet "
-                                 "(train first: genreclf train_rf / train_cnn / train_boost, or mlflow run .)")
+            trains = " / ".join(f.entry_point for f in FAMILIES.values())
+            raise PromotionError(f"nothing to promote: none of {', '.join(candidates())} is registered yet "
+                                 f"(train first: genreclf {trains}, or mlflow run .)")
         return names
     if model_name not in registered:
         raise PromotionError(f"model_name={model_name!r} is not a registered model; registered: "
@@ -122,7 +130,7 @@ def promote_one(name: str, covers: CoverSet, labels: np.ndarray, encoded: list[b
                 run_id: str) -> dict:
     aliases = registry.registered_aliases(name) or {}
     challenger, champion = aliases.get(CHALLENGER), aliases.get(CHAMPION)
-    short, metric = SHORT.get(name, name), cfg.metric
+    short, metric = short_name(name), cfg.metric
     if challenger is None:
         if cfg.model_name != "all":
             raise PromotionError(f"{name} has no @{CHALLENGER} version (aliases: {sorted(aliases) or 'none'})")
@@ -172,7 +180,8 @@ def check_data(name: str, version: str, covers: CoverSet, alias: str) -> None:
     tag = tags.get("data_digest", "")
     if not tag:
         raise PromotionError(f"{name} v{version} (@{alias}) has no data_digest tag, so it cannot be checked "
-                             "against this test split; re-register it with genreclf train_rf / train_cnn / train_boost")
+                             "against this test split; re-register it with genreclf "
+                             f"{(family_of_model(name) or FAMILIES['rf']).entry_point}")
     if not covers.digest.startswith(tag):
         hint = (f"; to start over on new data, remove the alias first: MlflowClient()."
                 f"delete_registered_model_alias({name!r}, {CHAMPION!r})") if alias == CHAMPION else ""

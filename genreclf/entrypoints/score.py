@@ -42,10 +42,6 @@ def resolve_version(model_uri: str) -> str:
 
 def main(resolved: Resolved) -> dict:
     cfg = resolved.score
-    if cfg.chunk_size < 1:
-        raise ConfigError(f"chunk_size={cfg.chunk_size}: must be >= 1")
-    if cfg.engine not in {"local", "spark"}:
-        raise ConfigError(f"engine={cfg.engine!r}: expected local or spark")
     tracking.configure(cfg.experiment)
     if cfg.engine == "spark":
         return score_on_spark(resolved, cfg)

@@ -8,15 +8,13 @@ An entry point reads as its own steps on top of these three functions.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
-
-import numpy as np
-from mlflow.pyfunc import PythonModel
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from genreclf.config import Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
-from genreclf.serving.contract import input_example, signature
-from genreclf.tracking import registry
+from genreclf.models import Family
+from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import runs as tracking
 
 SUMMARY_METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
@@ -51,9 +49,7 @@ def provenance(covers: CoverSet, run_id: str | None, family: str, metrics: dict[
             "source_run_id": run_id, "model_family": family}
 
 
-def register(python_model: PythonModel, artifacts: dict[str, str], covers: CoverSet, name: str, register: bool,
-             tags: dict[str, Any]) -> tuple[str, str | None]:
-    """Log the pyfunc to the active run (two test covers as its input example); register it
-    @challenger with ``tags`` when ``register``. Returns (model URI, version or None)."""
-    example = input_example([np.asarray(covers.images[i]) for i in covers.indices("test")[:2]])
-    return registry.log_model(python_model, artifacts, example, signature(covers.genres), name, register, tags)
+def register(family: Family, write: Callable[[Path], dict[str, str]], meta: dict[str, Any], covers: CoverSet,
+             register: bool, tags: dict[str, Any]) -> tuple[str, str | None]:
+    """Log the family's pyfunc to the active run and register it @challenger when ``register``."""
+    return log_cover_model(family, write, meta, covers, register, tags)

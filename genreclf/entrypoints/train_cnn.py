@@ -6,7 +6,7 @@ and the registered pyfunc ``album-genre-cnn`` (alias challenger).
 run logged (``config.yaml``) - only ``device`` and ``workers`` may change on resume.
 
 Under ``torchrun --nproc-per-node N -m genreclf.cli train_cnn ...`` every process trains its shard
-(:mod:`genreclf.cnn.distributed`); rank 0 alone creates the run, logs, checkpoints, evaluates and
+(:mod:`genreclf.models.cnn.distributed`); rank 0 alone creates the run, logs, checkpoints, evaluates and
 registers - the others (``_follow``) only train. A resume must use the same number of processes.
 """
 from __future__ import annotations
@@ -15,22 +15,19 @@ import dataclasses
 import logging
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from genreclf import CNN_MODEL_NAME
-from genreclf.cnn import backbones, checkpoints, distributed, gradcam
-from genreclf.cnn import fit as cnn
 from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.entrypoints.skeleton import entry_run, provenance, register
 from genreclf.metrics import evaluate_split
+from genreclf.models.cnn import FAMILY, backbones, checkpoints, distributed, gradcam, predictor
+from genreclf.models.cnn import fit as cnn
 from genreclf.plotting import plt
-from genreclf.serving import cnn_model
 from genreclf.tracking import checkpoints as run_checkpoints
 from genreclf.tracking import runs as tracking
 
@@ -99,7 +96,6 @@ def _prepare(resolved: Resolved, progress: bool = True) -> tuple[Resolved, dict 
         resolved, resume = _resumed(resolved)
         tracking.use_experiment_of(resolved.cnn.resume)  # MLflow continues a run only inside its own experiment
     cfg = resolved.cnn
-    cnn.check_config(cfg)
     if cfg.pretrained and not cfg.weights_path:
         backbones.ensure_weights(cfg.backbone)  # offline without the file: say so before any work
     with distributed.main_first():
@@ -145,11 +141,9 @@ def _lead(resolved: Resolved) -> dict:
         metrics = evaluate(result, covers, cfg, name)
         tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                               "fit_seconds": time.perf_counter() - start})
-        with tempfile.TemporaryDirectory() as tmp:
-            tags = provenance(covers, run_id, "cnn", metrics, backbone=cfg.backbone, image_size=cfg.image_size)
-            model_uri, version = register(cnn_model.CNNCoverModel(), cnn_model.write_artifacts(Path(tmp), result.model,
-                                                                                               cfg, covers),
-                                          covers, CNN_MODEL_NAME, cfg.register, tags)
+        tags = provenance(covers, run_id, "cnn", metrics, backbone=cfg.backbone, image_size=cfg.image_size)
+        model_uri, version = register(FAMILY, predictor.weights_writer(result.model), predictor.meta_for(cfg, covers),
+                                      covers, cfg.register, tags)
         run_checkpoints.prune(run_id, cfg.keep_checkpoints)  # finished: resume no longer needs them
     log.info("%s: val macro-F1 %.3f, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
              metrics["val_macro_f1"], metrics["test_accuracy"], metrics["test_macro_f1"], model_uri, version)

@@ -15,33 +15,26 @@ See ``genreclf/tuning/`` (study, storage, worker) for the search mechanics; ``do
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 from optuna.visualization import matplotlib as ovm
 
-from genreclf import CNN_MODEL_NAME, RF_MODEL_NAME
-from genreclf.config import ConfigError, Resolved
+from genreclf.config import Resolved
 from genreclf.data.covers import CoverSet
-from genreclf.entrypoints import train_cnn
-from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance, register
-from genreclf.metrics import evaluate_split
-from genreclf.rf.features import features_for
-from genreclf.rf.forest import fit_rf, importance_table, predict_proba
-from genreclf.serving import rf_model
+from genreclf.entrypoints import train
+from genreclf.entrypoints.skeleton import entry_run, open_covers
+from genreclf.models import get_family, resolve_callable
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 from genreclf.tuning.election import claim_refit, counts, elect_parent, refit_done_by_other
-from genreclf.tuning.objectives import make_objective, subset, without_test
+from genreclf.tuning.objectives import make_objective
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import DEFAULT_DIR, SearchSpace, load_space
 from genreclf.tuning.storage import finished, open_storage, redact, storage_url, study_lock
@@ -60,9 +53,6 @@ def tune_cnn_main(resolved: Resolved) -> dict:
 
 def run_tuning(kind: str, resolved: Resolved) -> dict:
     tune = resolved.tune
-    if tune.n_trials < 1 or tune.n_workers < 1 or tune.timeout < 0:
-        raise ConfigError(f"n_trials={tune.n_trials}, n_workers={tune.n_workers}: must be >= 1; "
-                          f"timeout={tune.timeout}: >= 0 (0 = none)")
     space = load_space(tune.space or DEFAULT_DIR / f"space_{kind}.yaml", type(resolved.section(kind)))
     covers = open_covers(resolved)
     uri = tracking.tracking_uri()
@@ -87,7 +77,8 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
                    tags={"study_name": name, "tune_role": "study"}) as parent_id:
         if project_run and project_run != parent_id:  # `mlflow run` joining a study: point at its parent
             tracking.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
-                                           "tune_role": "continuation", "mlflow.runName": f"tune-{name}-continued"})
+                                           "tune_role": "continuation"})
+            tracking.rename_run(project_run, f"tune-{name}-continued")
         tracking.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
         search = Search(kind, shared, name, url, parent_id, tune.n_trials,
                         time.time() + tune.timeout if tune.timeout > 0 else None, space.path, tune.n_workers)
@@ -159,12 +150,7 @@ def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, 
     tags = {"tuned_study": name, "tuned_trial": best.number, "tuned_value": round(best.value, 4),
             "tune_parent_run_id": parent_id}
     label = f"{kind}-tuned-trial{best.number:03d}"
-    if kind == "rf":
-        with entry_run(resolved, covers, label, "rf", params=dataclasses.asdict(cfg), entry_point="tune_rf",
-                       parent_run_id=parent_id, tags={"tune_role": "refit", "study_name": name}) as run_id:
-            result = {**refit_rf(covers, resolved, cfg, label, tags), "run_id": run_id}
-    else:
-        result = refit_cnn(covers, resolved, cfg, label, tags)
+    result = refit_family(kind, resolved, cfg, label, tags)
     test = {k: v for k, v in result.items() if k.startswith("test_") and isinstance(v, (int, float))}
     tracking.log_metrics(test)
     tracking.set_tags({"refit_trial": best.number, "refit_run_id": result.get("run_id"),
@@ -174,31 +160,20 @@ def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, 
     return {**test, "refit_run_id": result.get("run_id"), "model_version": result.get("model_version")}
 
 
-def refit_rf(covers: CoverSet, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
-    """Fit the best forest on train+val, evaluate once on test, log and register it (active run)."""
-    search, test = without_test(covers), subset(covers, "test", tag="test")
-    # the two halves' cached tables, in the covers' order: no cover's features are computed twice
-    table = pd.concat([features_for(search), features_for(test)]).loc[[str(i) for i in covers.ids]]
-    fit_idx, test_idx = covers.indices("train", "val"), covers.indices("test")
-    X = table.to_numpy()
-    model = fit_rf(X[fit_idx], covers.labels[fit_idx], cfg)
-    proba = predict_proba(model, X[test_idx], len(covers.genres))
-    metrics = tracking.log_evaluation(evaluate_split("test", covers.labels[test_idx], proba, covers.genres, label))
-    # explains the final model after its one evaluation; nothing is chosen with it
-    importances = importance_table(model, X[test_idx], covers.labels[test_idx], cfg.seed)
-    tracking.log_table(importances, "importances/feature_importances.csv")
-    tags = provenance(covers, tracking.active_run_id(), "rf", metrics, **tags, fit_splits="train+val")
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = rf_model.write_artifacts(Path(tmp), model, importances, table, covers, resolved.data.cache_size)
-        model_uri, version = register(rf_model.RFCoverModel(), artifacts, covers, RF_MODEL_NAME, cfg.register, tags)
-    return {**metrics, "model_uri": model_uri, "model_version": version}
-
-
-def refit_cnn(covers: CoverSet, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
-    """Train the best CNN with ``train_cnn`` itself (nested under the active parent run)."""
-    result = train_cnn.main(Resolved("train_cnn", {"data": resolved.data, "cnn": cfg}))
+def refit_family(kind: str, resolved: Resolved, cfg, label: str, tags: dict) -> dict:
+    """Train the best configuration with the family's own training entry point, nested under the active
+    parent run. A family trained in one call (the forest) refits on train + val, since tuning already
+    chose its parameters on folds of those covers; the CNN keeps val for early stopping."""
+    family = get_family(kind)
+    sub = Resolved(family.entry_point, {"data": resolved.data, family.section: cfg})
+    role = {"tune_role": "refit", "study_name": tags["tuned_study"]}
+    if family.fit:
+        result = train.train(family, sub, fit_splits=("train", "val"), run_name=label, entry_point=f"tune_{kind}",
+                             parent_run_id=tracking.active_run_id(), tags={**role, "fit_splits": "train+val"})
+    else:
+        result = resolve_callable(family.train)(sub)
     if result.get("model_version") is not None:
-        registry.mark_challenger(CNN_MODEL_NAME, result["model_version"], tags)
+        registry.mark_challenger(family.model_name, result["model_version"], tags)
     if result.get("run_id"):
-        tracking.tag_run(result["run_id"], {**tags, "tune_role": "refit", "study_name": tags["tuned_study"]})
+        tracking.tag_run(result["run_id"], {**tags, **role})
     return result

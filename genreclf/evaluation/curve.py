@@ -12,7 +12,7 @@ import pandas as pd
 
 from genreclf.errors import UserError
 from genreclf.evaluation import compare, report
-from genreclf.evaluation.compare import Settings, Tables
+from genreclf.evaluation.compare import Inputs, Settings
 from genreclf.evaluation.splits import subsample_train
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def parse_sizes(spec: str) -> list[int]:
     return sizes
 
 
-def learning_curve(views: list, tables: Tables, settings: Settings, models: list[str],
+def learning_curve(views: list, inputs: Inputs, settings: Settings, models: list[str],
                    sizes: list[int]) -> pd.DataFrame:
     """Test accuracy (mean, 95 % interval over the splits) per model at each cap of training covers per genre."""
     largest = max(int(np.bincount(v.labels[v.indices("train")]).max()) for v in views)
@@ -37,9 +37,9 @@ def learning_curve(views: list, tables: Tables, settings: Settings, models: list
     for size in [s for s in sizes if s < largest] + [largest]:
         capped = [subsample_train(v, size, settings.seed) for v in views]
         for name in models:
-            records = compare.run_model(name, capped, tables, settings)
+            records = compare.run_model(name, capped, inputs, settings)
             acc = report.interval([float((r["proba"].argmax(1) == r["y"]).mean()) for r in records])
-            rows.append({"model": name, "label": compare.LABELS[name], "train_per_genre": size,
+            rows.append({"model": name, "label": compare.label(name), "train_per_genre": size,
                          "accuracy": acc[0], "accuracy_low": acc[1], "accuracy_high": acc[2]})
             log.info("learning curve: %s at %d covers per genre: %.3f", name, size, acc[0])
     return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Per-cover inputs of the compared models, computed once per cover set and cached on disk.
+"""Per-cover inputs of the compared models, computed once per cover set (each builder caches on disk).
 
 The reference features are computed as the benchmark's reference computes them: from each cover's
 original encoded bytes at full resolution, one image at a time (so they are re-read from the source,
@@ -16,12 +16,12 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from genreclf.bench.reference import REFERENCE_NAMES, extract_reference, extract_reference_many
-from genreclf.boost.model import descriptors_for
 from genreclf.config import DataConfig
 from genreclf.data.covers import cache_root
 from genreclf.data.sources import DataError, open_source, select_genres
-from genreclf.evaluation.compare import Tables
-from genreclf.rf.features import default_workers, extract_bytes, features_for
+from genreclf.evaluation.compare import REFERENCE, Inputs
+from genreclf.features.cover25 import default_workers, extract_bytes
+from genreclf.models import resolve_callable
 
 log = logging.getLogger(__name__)
 REFERENCE_VERSION = 1  # bump when bench/reference.py changes
@@ -65,14 +65,12 @@ def reference_table(covers, blobs: list[bytes]) -> np.ndarray:
     return table.to_numpy()
 
 
-def tables_for(covers, data: DataConfig, need: set[str], progress: bool = True) -> tuple[Tables, list[bytes]]:
-    """The tables the chosen models need (others stay empty) and the covers' encoded bytes."""
-    empty = np.zeros((len(covers), 0))
+def inputs_for(covers, data: DataConfig, builders: dict[str, str]) -> tuple[Inputs, list[bytes]]:
+    """The inputs the chosen rows read (name -> (N, D) array) and the covers' encoded bytes."""
     blobs = encoded_covers(covers, data)
-    ours = features_for(covers, progress=progress).to_numpy() if "rf_ours" in need else empty
-    reference = reference_table(covers, blobs) if "rf_reference" in need else empty
-    descriptors = descriptors_for(covers, progress=progress) if "boost" in need else empty
-    return Tables(ours=ours, reference=reference, descriptors=descriptors), blobs
+    inputs = {name: reference_table(covers, blobs) if name == REFERENCE else resolve_callable(builder)(covers)
+              for name, builder in builders.items()}
+    return inputs, blobs
 
 
 def speed_ratio(blobs: list[bytes], n: int) -> dict[str, float]:

@@ -31,6 +31,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 
 from genreclf.data.images import MAX_FILE_BYTES, BadImageError, as_rgb, encode
+from genreclf.tracking.mlflow_compat import ReasonOnlyException
 
 log = logging.getLogger(__name__)
 IMAGE_COLUMN = "image"
@@ -40,22 +41,13 @@ MAX_ROWS = 256                 # per request; clients batch larger jobs
 MAX_REQUEST_BYTES = 64 * 2**20  # encoded covers per request
 
 
-class RequestRejected(MlflowException):
+class RequestRejected(ReasonOnlyException):
     """A 400 whose message is only our reason.
 
     MLflow's scoring server rewrites the message of an MlflowException raised by predict to
-    ``Failed to predict data '<the whole payload>'. Error: ...`` (a 21 MB request got a 28 MB
-    answer, the reason at its end). This exception keeps the message it was created with.
+    ``Failed to predict data '<the whole payload>'. Error: ...`` (an answer larger than the request,
+    the reason at its end). This exception keeps the message it was created with.
     """
-
-    @property
-    def message(self) -> str:
-        return self._reason
-
-    @message.setter
-    def message(self, value: str) -> None:
-        if not hasattr(self, "_reason"):
-            self._reason = value
 
 
 def bad_input(message: str) -> MlflowException:

@@ -49,8 +49,8 @@ def load_model(model_uri: str):
         return registry.load_pyfunc(model_uri)
     except Exception as exc:  # MlflowException, OSError: the URI is the user's to fix
         why = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
-        raise ModelLoadError(f"cannot load model {model_uri!r}: {why} (models come from genreclf train_rf / "
-                             "train_cnn, @champion from genreclf promote)") from None
+        raise ModelLoadError(f"cannot load model {model_uri!r}: {why} (models come from genreclf "
+                             "train_<family>, e.g. train_rf; @champion from genreclf promote)") from None
 
 
 def read_cover_file(path: str) -> bytes:

@@ -1,43 +1,40 @@
 """Two answers of MLflow's scoring server that come before the model sees a request, made short 400s.
 
-``mlflow models serve`` parses the JSON body itself (``scoring_server._decode_json_input``), so:
+``mlflow models serve`` parses the JSON body itself, before the model (a private MLflow function, see
+``genreclf.tracking.mlflow_compat``), so:
 
 * JSON nested ~1,000 deep raises RecursionError there, which nothing catches: HTTP 500;
 * invalid JSON is a 400 whose message quotes the *whole* request body after the reason.
 
-The model's code file (``code_models/*.py``) runs in the server process when the server loads the
-model, and calls :func:`install` there: the parser is wrapped so both become a 400 that states the
-reason in one line. Only that function is wrapped; if a future MLflow renames it, nothing is patched
-and MLflow's own behaviour stays (the serving test then shows it).
+The model's code file runs in the server process when the server loads the model, and calls
+:func:`install` there: the parser is wrapped so both become a 400 that states the reason in one line.
+If the installed MLflow no longer has that parser, :func:`install` raises ``MlflowCompatError``
+naming it, rather than leaving MLflow's own answers in place unnoticed.
 """
 from __future__ import annotations
 
-import functools
+from typing import Any, Callable
 
-_MARK = "_genreclf_guarded"
+from genreclf.tracking import mlflow_compat
+
+MAX_REASON = 300  # characters of MLflow's reason kept in the answer
 
 
 def install() -> bool:
-    try:
-        from mlflow.pyfunc import scoring_server
-        from mlflow.pyfunc.scoring_server import MlflowInvalidInputException
-    except ImportError:
-        return False
-    original = getattr(scoring_server, "_decode_json_input", None)
-    if original is None or getattr(original, _MARK, False):
-        return False
+    """Wrap the scoring server's JSON parser; True when installed now, False when it already was."""
+    return mlflow_compat.wrap_json_decoder(_guarded)
 
-    @functools.wraps(original)
+
+def _guarded(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    invalid = mlflow_compat.invalid_input_error()
+
     def decode(json_input):
         try:
             return original(json_input)
         except RecursionError:
-            raise MlflowInvalidInputException("request JSON is nested too deeply to parse") from None
-        except MlflowInvalidInputException as exc:
+            raise invalid("request JSON is nested too deeply to parse") from None
+        except invalid as exc:
             first = str(exc.message).split("\nInput:", 1)[0].splitlines()[0]
-            first = first.removeprefix("Invalid input. ")[:300]
-            raise MlflowInvalidInputException(first) from None
+            raise invalid(first.removeprefix("Invalid input. ")[:MAX_REASON]) from None
 
-    setattr(decode, _MARK, True)
-    scoring_server._decode_json_input = decode
-    return True
+    return decode

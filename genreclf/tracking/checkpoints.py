@@ -1,6 +1,6 @@
 """Training checkpoints as run artifacts (``checkpoints/last.pt``, ``checkpoints/best.pt``), and
 loading them back to resume that run. The run tag ``checkpoint_epoch`` is set only once both files
-are complete (file contents and order: ``genreclf.cnn.checkpoints``)."""
+are complete (file contents and order: ``genreclf.models.cnn.checkpoints``)."""
 from __future__ import annotations
 
 import logging
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from genreclf.cnn import checkpoints
-from genreclf.cnn.checkpoints import ResumeError
-from genreclf.cnn.loop import TrainState
+from genreclf.models.cnn import checkpoints
+from genreclf.models.cnn.checkpoints import ResumeError
+from genreclf.models.cnn.loop import TrainState
 from genreclf.tracking import owner
 from genreclf.tracking import runs as tracking
 
@@ -60,7 +60,7 @@ def load(run_id: str) -> dict:
             try:
                 best = torch.load(tracking.download(f"runs:/{run_id}/checkpoints/best.pt", tmp),
                                   map_location="cpu", weights_only=True)
-            except Exception:  # died before the first best.pt was complete: see genreclf.cnn.checkpoints
+            except Exception:  # died before the first best.pt was complete: see genreclf.models.cnn.checkpoints
                 best = None
     ckpt = checkpoints.with_best(last, best, f"resume={run_id!r}")
     log.info("resuming run %s after epoch %d (best val macro-F1 %.4f at epoch %d)", run_id, ckpt["epoch"],

@@ -11,12 +11,13 @@ from typing import Any
 import mlflow
 import mlflow.projects
 from mlflow.entities import Run
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
 from genreclf.tracking.runs import client, search_runs
 
 
 def child_runs(experiment: str, parent_run_id: str) -> list[Run]:
-    return search_runs(experiment, f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    return search_runs(experiment, f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'")
 
 
 def find_finished_run(experiment: str, entry_point: str, params: dict[str, Any], commit: str) -> Run | None:
@@ -35,11 +36,13 @@ def active_experiment_name() -> str:
     return mlflow.get_experiment(mlflow.active_run().info.experiment_id).name
 
 
-def create_child_run(experiment: str, parent_run_id: str, name: str, tags: dict[str, Any]) -> str:
-    """Create (not start) a run nested under ``parent_run_id``; a project step then fills it."""
+def create_child_run(experiment: str, parent_run_id: str, entry_point: str, tags: dict[str, Any]) -> str:
+    """Create (not start) a run of ``entry_point``, named after it and nested under ``parent_run_id``; the
+    project step then fills it (``mlflow.projects.run`` given a run id leaves these tags to its caller)."""
     exp = mlflow.get_experiment_by_name(experiment)
-    run = client().create_run(exp.experiment_id, run_name=name,
-                              tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}})
+    reserved = {MLFLOW_PARENT_RUN_ID: parent_run_id, MLFLOW_PROJECT_ENTRY_POINT: entry_point}
+    run = client().create_run(exp.experiment_id, run_name=entry_point,
+                              tags={**reserved, **{k: str(v) for k, v in tags.items()}})
     return run.info.run_id
 
 

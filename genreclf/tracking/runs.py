@@ -27,13 +27,14 @@ from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
-from mlflow.tracking.fluent import _get_experiment_id
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from genreclf.config import Resolved
 from genreclf.data.covers import CoverSet
 from genreclf.metrics import Evaluation
 from genreclf.plotting import plt
 from genreclf.tracking import owner
+from genreclf.tracking.experiments import activate, active_experiment_id
 from genreclf.tracking.names import display_name
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ def configure(experiment: str) -> str:
     if active is not None:
         # called inside a run (a tuning refit trains through train_cnn's own entry point): a nested
         # run must stay in its parent's experiment, whatever the experiment parameter says
-        mlflow.set_experiment(experiment_id=active.info.experiment_id)
+        activate(active.info.experiment_id)
     elif project_run:
         # under `mlflow run` the run already exists, in the experiment of --experiment-name, and
         # MLflow refuses to continue it under another one: follow the run
         exp = mlflow.get_experiment(client().get_run(project_run).info.experiment_id)
-        mlflow.set_experiment(experiment_id=exp.experiment_id)
+        activate(exp.experiment_id)
         if exp.name != experiment:
             log.warning("experiment=%r ignored: `mlflow run` created this run in experiment %r "
                         "(pass --experiment-name %s to mlflow run)", experiment, exp.name, experiment)
@@ -61,8 +62,8 @@ def configure(experiment: str) -> str:
         exp = mlflow.set_experiment(experiment)
         # when another process creates the experiment at the same moment, MLflow (3.x) returns it from
         # its RESOURCE_ALREADY_EXISTS branch WITHOUT making it active, and this process's runs would land
-        # in Default (seen with two tuning workers starting together): activate it by id
-        mlflow.set_experiment(experiment_id=exp.experiment_id)
+        # in Default (as when two tuning workers start together): activate it by id
+        activate(exp.experiment_id)
     return mlflow.get_tracking_uri()
 
 
@@ -72,12 +73,12 @@ def tracking_uri() -> str:
 
 def use_experiment_of(run_id: str) -> None:
     """Make the experiment of ``run_id`` the active one, to continue that run (``resume``)."""
-    mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
+    activate(client().get_run(run_id).info.experiment_id)
 
 
 def in_active_experiment(run_id: str) -> bool:
     """Whether ``run_id`` lives in the active experiment (MLflow continues or nests runs only there)."""
-    return client().get_run(run_id).info.experiment_id == _get_experiment_id()
+    return client().get_run(run_id).info.experiment_id == active_experiment_id()
 
 
 def experiment_name_of(run_id: str) -> str:
@@ -89,7 +90,11 @@ def name_project_run(name: str) -> None:
     its entry point names it properly is not left with MLflow's random one (``redolent-rat-490``)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
-        client().set_tag(run_id, "mlflow.runName", name)
+        rename_run(run_id, name)
+
+
+def rename_run(run_id: str, name: str) -> None:
+    client().update_run(run_id, name=name)
 
 
 def git_commit() -> str:
@@ -118,7 +123,7 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
         kwargs["run_name"] = name
     reap_orphans(keep=run_id)
     with mlflow.start_run(**kwargs) as run:
-        mlflow.set_tags({**base, **(tags or {}), **owner.owner_tags(), "mlflow.runName": name})
+        mlflow.set_tags({**base, **(tags or {}), **owner.owner_tags(), MLFLOW_RUN_NAME: name})
         try:
             yield run.info.run_id
         except BaseException as exc:
@@ -130,14 +135,6 @@ def start_run(name: str, entry_point: str, model_family: str, *, parent_run_id: 
 def reap_orphans(keep: str | None = None) -> int:
     """Mark FAILED the runs of the active experiment left RUNNING by a process that is gone (``owner``)."""
     return owner.reap_orphans(client(), active_experiment_id(), keep)
-
-
-def active_experiment_id() -> str | None:
-    """The experiment new runs go to (set by ``configure``), or None when there is none yet."""
-    try:
-        return _get_experiment_id()
-    except Exception:  # no experiment resolvable yet (e.g. an unreachable store)
-        return None
 
 
 def active_run_id() -> str | None:

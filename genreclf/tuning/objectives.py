@@ -20,11 +20,11 @@ import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from genreclf.cnn import fit as cnn
 from genreclf.config import ConfigError, Resolved, TuneConfig
 from genreclf.data.covers import CoverSet, load_covers
-from genreclf.rf.features import features_for
-from genreclf.rf.forest import fit_rf
+from genreclf.features.cover25 import features_for
+from genreclf.models.cnn import fit as cnn
+from genreclf.models.rf.forest import fit_rf
 
 log = logging.getLogger(__name__)
 Objective = Callable[[object, Callable], float]   # (model config, report(step, metrics, value)) -> value

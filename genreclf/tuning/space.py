@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from genreclf.params import ConfigError, coerce, read_yaml
+from genreclf.params import ConfigError, coerce, problem, read_yaml, rule_of
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"
 KEYS = {"int": {"type", "low", "high", "step", "log"}, "float": {"type", "low", "high", "step", "log"},
@@ -89,8 +89,10 @@ def _check(path: Path, cls: type, name: str, spec: Any) -> None:
         if spec.get("log") and spec.get("step") not in (None, 1):
             raise ConfigError(f"{where}: 'step' and 'log: true' cannot be combined")
         values = [spec["low"], spec["high"]]
-    for value in values:  # the sampled values must fit the config field's type
+    for value in values:  # the sampled values must fit the config field's type and rule (trials skip `build`)
         try:
-            coerce(cls, name, value)
+            why = problem(name, coerce(cls, name, value), rule_of(cls, name) or "any", cls())
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            why = str(exc)
+        if why:
+            raise ConfigError(f"{where}: {why}")

@@ -1,4 +1,4 @@
-"""Session fixtures of the end-to-end tests that need engines outside Python: one PostgreSQL
+"""Fixtures of the end-to-end tests: the console script, and the session's engines outside Python: one PostgreSQL
 cluster, one `mlflow server` on it, and one small registered RF @champion shared by the scoring tests."""
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import isolated_store, missing_engine, subprocess_env
+from helpers import isolated_store, missing_engine, script, subprocess_env
 from pg import Cluster, TrackingServer, pg_bin
 
 from genreclf import RF_MODEL_NAME
 from genreclf import config as C
-from genreclf.entrypoints import train_rf
+from genreclf.entrypoints import train
 from genreclf.tracking import registry
+
+
+@pytest.fixture
+def genreclf_cmd():
+    """The installed console script of this interpreter's environment."""
+    return [script("genreclf")]
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +52,7 @@ def rf_champion(tmp_path_factory, session_store):
     root = tmp_path_factory.mktemp("champion")
     cache = session_store / "cache"
     with isolated_store(root, cache):
-        rf = train_rf.main(C.Resolved("train_rf", C.resolve(
+        rf = train.main(C.Resolved("train_rf", C.resolve(
             None, {"data": "synthetic:12", "cache_size": 64, "n_estimators": 20, "n_jobs": 1}, "data", "rf")))
         registry.set_alias(RF_MODEL_NAME, "champion", rf["model_version"])
     env = subprocess_env(f"sqlite:///{root / 'mlflow.db'}", cache, PYSPARK_PYTHON=sys.executable,

@@ -1,6 +1,6 @@
 """The demo page: tiny real models from the registry, served on loopback, driven in headless Chromium.
 
-The browser test trains both models on a few synthetic covers, gives them the ``champion`` alias,
+The browser test trains the forest and the CNN on a few synthetic covers, gives them the ``champion`` alias,
 starts the Gradio app on a free 127.0.0.1 port and uses it like a person: upload a cover, pick test
 covers from the dropdown and from the genre-filtered gallery, ask for a Grad-CAM of another genre,
 upload a file that is not an image. Every request leaving 127.0.0.1 is blocked and recorded: the page
@@ -21,6 +21,7 @@ from genreclf.config import CNNConfig, DataConfig, Resolved, RFConfig, ServeConf
 from genreclf.data.images import encode
 from genreclf.data.synthetic import make_cover
 from genreclf.entrypoints import demo
+from genreclf.models import FAMILIES
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 
@@ -33,8 +34,8 @@ TIMEOUT_MS = 60_000
 
 def train_champions(data: DataConfig) -> dict[str, str]:
     """Train tiny real models through their entry points; point @champion at the new versions."""
-    from genreclf.entrypoints import train_cnn, train_rf
-    train_rf.main(Resolved("train_rf", {"data": data, "rf": RFConfig(n_estimators=30, n_jobs=1)}))
+    from genreclf.entrypoints import train, train_cnn
+    train.main(Resolved("train_rf", {"data": data, "rf": RFConfig(n_estimators=30, n_jobs=1)}))
     train_cnn.main(Resolved("train_cnn", {"data": data, "cnn": CNNConfig(
         pretrained=False, epochs=1, image_size=64, batch_size=16, device="cpu", workers=0, patience=0,
         warmup_epochs=0, tta=False, gradcam_per_genre=1)}))
@@ -47,16 +48,19 @@ def train_champions(data: DataConfig) -> dict[str, str]:
 def test_missing_models_are_a_message_and_the_rest_still_works(workdir):
     tracking.configure(DATA.experiment)
     tracking.client().create_registered_model(CNN_MODEL_NAME)  # registered, but no version has the alias
-    rf, cnn = demo.load_slot(RF_MODEL_NAME, "champion"), demo.load_slot(CNN_MODEL_NAME, "champion")
+    ex = demo.Explorer(demo.load_slots("champion"), demo.load_gallery(DATA), DATA.cache_size, max_upload_mb=0.01)
+    slots = {s.family: s for s in ex.slots}
+    assert list(slots) == list(FAMILIES)  # one slot per registered family, none loaded
+    rf, cnn = slots["rf"], slots["cnn"]
     assert rf.model is None and "no model named 'album-genre-rf' is registered yet" in rf.message
-    assert "`mlflow run . -e train_rf --env-manager local`" in rf.message
     assert cnn.model is None and "has no version with alias @champion (aliases: none)" in cnn.message
-    assert "`mlflow run . -e train_cnn --env-manager local`" in cnn.message
+    for family in FAMILIES.values():
+        assert f"`mlflow run . -e {family.entry_point} --env-manager local`" in slots[family.name].message
 
-    ex = demo.Explorer(rf, cnn, demo.load_gallery(DATA), DATA.cache_size, max_upload_mb=0.01)
-    out = dict(zip(demo.OUTPUTS, ex.pick(ex.gallery.keys[0])))
-    assert out["cover"].shape == (64, 64, 3) and out["rf"] == rf.message and out["gradcam"] is None
-    assert out["boost"] == ex.boost.message and ex.boost.model is None  # no boost slot given: a message
+    out = dict(zip(ex.outputs, ex.pick(ex.gallery.keys[0])))
+    assert out["cover"].shape == (64, 64, 3) and out["gradcam"] is None
+    assert out["rf-pred"] == "not available: genreclf train_rf trains one"
+    assert all(out[f"{name}-pred"] == slot.hint for name, slot in slots.items())
     table = out["table"]  # the features are still computed, only the training averages are missing
     assert len(table) == 25 and table["cover"].ne("–").all() and list(table.columns) == ["kind", "feature", "cover"]
     assert out["figure"].ndim == 3 and "No model is available" in out["insight"]
@@ -64,12 +68,14 @@ def test_missing_models_are_a_message_and_the_rest_still_works(workdir):
     big, text = workdir / "big.png", workdir / "notes.txt"
     big.write_bytes(encode(make_cover("Rock", 0, size=300), "PNG"))
     text.write_text("not an image")
-    assert "over the 0.01 MB upload limit" in dict(zip(demo.OUTPUTS, ex.upload(str(big))))["note"]
-    assert "notes.txt: not a decodable image" in dict(zip(demo.OUTPUTS, ex.upload(str(text))))["note"]
+    assert "over the 0.01 MB upload limit" in dict(zip(ex.outputs, ex.upload(str(big))))["note"]
+    assert "notes.txt: not a decodable image" in dict(zip(ex.outputs, ex.upload(str(text))))["note"]
 
     app = demo.build_app(DATA, ServeConfig())
     status = next(b.value for b in app.blocks.values() if getattr(b, "elem_id", None) == "status")
-    assert "-e train_rf" in status and "-e train_cnn" in status and "-e train_boost" in status
+    assert "-e train_rf" in status and "-e train_cnn" in status and "-e train_ensemble" in status
+    ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
+    assert {f"{name}-pred" for name in FAMILIES} <= ids
     app.close()
 
 
@@ -113,7 +119,7 @@ def test_demo_in_headless_chromium(workdir):
             expect(page.locator("#upload-message")).to_contain_text("Uploaded my-cover.png", timeout=TIMEOUT_MS)
             expect(page.locator("#insight")).to_contain_text("True genre: unknown")
 
-            # a test cover from the dropdown: both models' probabilities for every genre, Grad-CAM, insight
+            # a test cover from the dropdown: the trained models' probabilities for every genre, Grad-CAM, insight
             choose("cover-select", keys[0])
             truth = keys[0].split(" · ")[0]
             expect(page.locator("#insight")).to_contain_text(f"True genre: {truth}", timeout=TIMEOUT_MS)
@@ -121,6 +127,7 @@ def test_demo_in_headless_chromium(workdir):
                 for genre in DATA.genres.split(","):
                     expect(page.locator(elem)).to_contain_text(genre)
                 expect(page.locator(elem)).to_contain_text("%")
+            expect(page.locator("#ensemble-pred")).to_contain_text("train_ensemble")  # not trained: the message
             cam = page.locator("#gradcam-top img")
             expect(cam).to_be_visible(timeout=TIMEOUT_MS)
             page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=cam.element_handle())

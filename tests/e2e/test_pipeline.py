@@ -42,14 +42,14 @@ def _mlflow_run(store: Path, env: dict) -> float:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, session_store):
     """Run `main` twice; between the runs register a weak RF challenger (a stump) by hand."""
-    from genreclf.entrypoints import train_rf
+    from genreclf.entrypoints import train
     from genreclf.tracking import runs as tracking
     store = tmp_path_factory.mktemp("pipeline")
     with isolated_store(store, session_store / "cache", CUDA_VISIBLE_DEVICES="") as env:
         import mlflow
         full_env = subprocess_env(env["MLFLOW_TRACKING_URI"], session_store / "cache", CUDA_VISIBLE_DEVICES="")
         first = _mlflow_run(store, full_env)
-        weak = train_rf.main(C.Resolved("train_rf", C.resolve(
+        weak = train.main(C.Resolved("train_rf", C.resolve(
             None, {**DATA, "experiment": EXPERIMENT, "n_estimators": 1, "max_depth": 1}, "data", "rf")))
         while mlflow.active_run():
             mlflow.end_run()
@@ -130,7 +130,7 @@ def test_cnn_champion_loads_in_a_fresh_process_on_cpu(study, tmp_path):
         import json, mlflow, pandas as pd
         model = mlflow.pyfunc.load_model("models:/{CNN_MODEL_NAME}@champion")
         out = model.predict(pd.DataFrame({{"image": [open({str(cover)!r}, "rb").read()]}}))
-        print(json.dumps({{"device": str(model.unwrap_python_model().device), "row": out.iloc[0].to_dict()}}))
+        print(json.dumps({{"device": str(model.unwrap_python_model().predictor.device), "row": out.iloc[0].to_dict()}}))
     """)
     out = subprocess.run([sys.executable, "-c", script], env=study["env"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300)

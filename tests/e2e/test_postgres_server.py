@@ -1,4 +1,4 @@
-"""Issue 15: a team's set-up on real engines - PostgreSQL, `mlflow server` on it with proxied artifacts,
+"""A team's set-up on real engines: PostgreSQL, `mlflow server` on it with proxied artifacts,
 two tuning workers started independently (own processes, own working folders and caches, as on other hosts)
 on one Optuna study in PostgreSQL, one of them SIGKILLed mid-trial.
 
@@ -27,7 +27,7 @@ from genreclf.data.synthetic import make_cover
 pytestmark = pytest.mark.slow
 EXP, STUDY, N_TRIALS = "pg-tune", "s1", 6
 # forests big enough that the survivor's remaining trials outlast the grace period even on a quiet machine
-# (100-200 trees finished all slots first there): the dead trial is failed (and its retry queued) while
+# (with 100-200 trees the survivor can finish every slot first): the dead trial is failed (and its retry queued) while
 # slots are still free, so the retry is one of the n_trials
 SPACE = "n_estimators: {type: int, low: 400, high: 600, step: 100}\nmin_samples_leaf: {type: int, low: 1, high: 4}\n"
 DATA = ["--data", "synthetic:12", "--cache_size", "64", "--experiment", EXP]

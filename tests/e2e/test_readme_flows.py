@@ -1,4 +1,4 @@
-"""The README's "Using it" flows that only an end-to-end run can show (issue 14), run as a user would:
+"""The README's "Using it" flows that only an end-to-end run can show, run as a user would:
 in a copy of the project, with its default store (``./mlflow.db`` of the copy, no MLFLOW_TRACKING_URI)
 and ``MLFLOW_EXPERIMENT_NAME`` exported as the README's block does.
 

@@ -1,4 +1,4 @@
-"""Runs under real faults: a live owner, a kill -9, a truncated checkpoint, a full disk (probes 9, 10)."""
+"""Runs under real faults: a live owner, a kill -9, a truncated checkpoint, a full disk."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from helpers import ROOT, subprocess_env
 
-from genreclf.cnn.checkpoints import ResumeError
+from genreclf.models.cnn.checkpoints import ResumeError
 from genreclf.tracking import checkpoints
 from genreclf.tracking import runs as tracking
 

@@ -1,4 +1,4 @@
-"""Issue 15: `genreclf score` - 2,000 tiny covers, the job SIGKILLed halfway and started again: every
+"""`genreclf score`: 2,000 tiny covers, the job SIGKILLed halfway and started again: every
 cover scored exactly once, finished parts not rewritten, bad files skipped and counted, one MLflow run."""
 from __future__ import annotations
 

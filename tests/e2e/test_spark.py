@@ -1,4 +1,4 @@
-"""Issue 15: Spark scoring - the documented `spark-submit genreclf/cli.py score --engine spark` on
+"""Spark scoring: the documented `spark-submit genreclf/cli.py score --engine spark` on
 local[2] scores covers with the registered model through `mlflow.pyfunc.spark_udf`: the same
 predictions as `pyfunc.predict`, a broken file skipped and counted, the summary logged to MLflow."""
 from __future__ import annotations

@@ -93,7 +93,7 @@ from genreclf.metrics import classification_metrics
 tiny = json.loads(sys.argv[1])
 data = DataConfig(data=tiny["data"], genres=tiny["genres"], cache_size=tiny["cache_size"])
 covers = load_covers(data, progress=False)
-model = mlflow.pyfunc.load_model("models:/album-genre-cnn@challenger").unwrap_python_model()
+model = mlflow.pyfunc.load_model("models:/album-genre-cnn@challenger").unwrap_python_model().predictor
 te = covers.indices("test")
 proba = model.predict_proba([covers.images[i] for i in te])
 print(json.dumps({"n": len(te), **classification_metrics(covers.labels[te], proba, covers.genres, "test")}))

@@ -1,4 +1,4 @@
-"""Two `tune_rf` processes started together on a new study: one parent run, one refit, one version (probe 10)."""
+"""Two `tune_rf` processes started together on a new study: one parent run, one refit, one version."""
 from __future__ import annotations
 
 import os

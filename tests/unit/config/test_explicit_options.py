@@ -1,4 +1,4 @@
-"""Explicit options always win, and every option explains itself (issue 14, points 3 and 7)."""
+"""Explicit options always win, and every option explains itself."""
 from __future__ import annotations
 
 import re

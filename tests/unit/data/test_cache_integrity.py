@@ -1,4 +1,4 @@
-"""The decoded-cover and feature caches under damage and concurrency (probe 8)."""
+"""The decoded-cover and feature caches under damage and concurrency."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 
 from genreclf import config as C
 from genreclf.data.covers import cache_root, load_covers
-from genreclf.rf.features import features_for
+from genreclf.features.cover25 import features_for
 
 CFG = {"data": "synthetic:5", "genres": "Rock,Jazz", "cache_size": 24, "dedup_distance": 0}
 
@@ -33,7 +33,7 @@ def _entry(cache) -> tuple:
 def _damage_cases():
     def zero_rows(npy, meta):
         arr = np.load(npy, mmap_mode="r+")
-        arr[:3] = 0  # black covers, same digest: used to train silently on them
+        arr[:3] = 0  # black covers under the same digest: must be caught, never trained on
         arr.flush()
 
     def truncate_npy(npy, meta):
@@ -78,7 +78,7 @@ def test_two_cold_decodes_in_one_process_do_not_collide(cache):
     def load():
         try:
             results.append(_load(cache_size=28))
-        except Exception as exc:  # the old fixed .tmp.npy name failed here 5 of 5 times
+        except Exception as exc:  # a shared temporary file name would collide here
             errors.append(exc)
     threads = [threading.Thread(target=load) for _ in range(3)]
     for t in threads:

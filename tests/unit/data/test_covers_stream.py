@@ -15,7 +15,7 @@ def _load(data, cache, monkeypatch, **kw):
                          progress=False)
 
 
-def test_chunked_streaming_equals_one_chunk(workdir, tmp_path, monkeypatch):
+def test_chunked_streaming_equals_one_chunk(cover_cache, tmp_path, monkeypatch):
     held = _load("synthetic:8", tmp_path / "a", monkeypatch)
     monkeypatch.setattr(C, "DECODE_CHUNK", 7)    # chunks that do not divide the covers
     monkeypatch.setattr(spool, "CHUNK", 5)       # metadata spooled (and digested, sorted) 5 records at a time
@@ -27,7 +27,7 @@ def test_chunked_streaming_equals_one_chunk(workdir, tmp_path, monkeypatch):
     assert len(streamed) == 32 - held.report["duplicates_dropped"]
 
 
-def test_skips_and_duplicates_survive_streaming(workdir, tmp_path, monkeypatch):
+def test_skips_and_duplicates_survive_streaming(cover_cache, tmp_path, monkeypatch):
     root = tmp_path / "folder"
     for g in ("Rock", "Pop"):
         (root / g).mkdir(parents=True)
@@ -46,7 +46,7 @@ def test_skips_and_duplicates_survive_streaming(workdir, tmp_path, monkeypatch):
     assert not any(i.endswith("copy.png") for i in covers.ids)  # the later copy goes, the original stays
 
 
-def test_decodes_the_bytes_it_digested_even_if_the_source_changes(workdir, tmp_path, monkeypatch):
+def test_decodes_the_bytes_it_digested_even_if_the_source_changes(cover_cache, tmp_path, monkeypatch):
     """The source is read once: covers are decoded from the spool, never from a second read that
     could differ from what was digested (an edit during the run shows in the next run, not this one)."""
     root = tmp_path / "folder"
@@ -73,7 +73,7 @@ def test_decodes_the_bytes_it_digested_even_if_the_source_changes(workdir, tmp_p
     assert not list((tmp_path / "c").glob("*.tmp")) and not list((tmp_path / "c").glob(".spool-*"))
 
 
-def test_damaged_hash_file_is_detected_and_rebuilt(workdir, tmp_path, monkeypatch, caplog):
+def test_damaged_hash_file_is_detected_and_rebuilt(cover_cache, tmp_path, monkeypatch, caplog):
     first = _load("synthetic:4", tmp_path / "c", monkeypatch, dedup_distance=0)
     (hashes,) = (tmp_path / "c").glob("phash-*.npy")
     good = np.load(hashes).copy()

@@ -55,7 +55,7 @@ def test_synthetic_is_deterministic_and_genre_dependent():
     assert all(np.abs(mean[a] - mean[b]).max() > 20 for a, b in itertools.combinations(mean, 2))
 
 
-def test_synthetic_source_split_is_stratified_and_deterministic(workdir):
+def test_synthetic_source_split_is_stratified_and_deterministic(cover_cache):
     cfg = _cfg("synthetic:20")
     covers = load_covers(cfg, progress=False)
     assert covers.genres == ["HipHop", "Rock", "Pop", "Electronic"]
@@ -71,7 +71,7 @@ def test_synthetic_source_split_is_stratified_and_deterministic(workdir):
     assert list(m.columns[:3]) == ["sample_id", "genre", "split"] and len(m) == 80
 
 
-def test_parquet_in_hf_schema_file_and_shard_folder(workdir, tmp_path):
+def test_parquet_in_hf_schema_file_and_shard_folder(cover_cache, tmp_path):
     all_genres = ["Blues", "Electronic", "HipHop", "Pop", "Rock"]
     rows = [(encode(_cover(g, i), "JPEG"), g) for g in all_genres for i in range(6)]
     single = _write_parquet(tmp_path / "train.parquet", all_genres, rows)
@@ -89,17 +89,9 @@ def test_parquet_in_hf_schema_file_and_shard_folder(workdir, tmp_path):
     assert all(by_sha[c] == s for c, s in zip(sharded.content, sharded.split))
 
 
-def test_unknown_genre_lists_available(workdir):
+def test_unknown_genre_lists_available(cover_cache):
     with pytest.raises(DataError, match=r"unknown genre\(s\) \['Polka'\].*available: .*HipHop"):
         load_covers(_cfg("synthetic:5", genres="Rock,Polka"), progress=False)
-
-
-def test_hf_offline_without_cache_says_how_to_use_a_local_copy(workdir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(DataError) as err:
-        load_covers(_cfg("hf:eong/20k-Album-Covers-within-20-Genres"), progress=False)
-    assert "data=/path/to/" in str(err.value) and "eong/20k-Album-Covers-within-20-Genres" in str(err.value)
 
 
 def _odd_files(folder):
@@ -117,7 +109,7 @@ def _odd_files(folder):
     (folder / "h_notes.txt").write_text("not a cover")
 
 
-def test_image_folder_decodes_every_mode_and_reports_skips(workdir, tmp_path, caplog):
+def test_image_folder_decodes_every_mode_and_reports_skips(cover_cache, tmp_path, caplog):
     root = tmp_path / "covers"
     for g in GENRES4:
         (root / g).mkdir(parents=True)
@@ -161,7 +153,7 @@ def test_bad_images_are_clear_errors(tmp_path):
         decode_rgb(bomb.read_bytes(), name="bomb.png")
 
 
-def test_duplicates_across_genres_are_dropped_before_split(workdir, tmp_path):
+def test_duplicates_across_genres_are_dropped_before_split(cover_cache, tmp_path):
     root = tmp_path / "dups"
     for g in GENRES4:
         (root / g).mkdir(parents=True)
@@ -177,7 +169,7 @@ def test_duplicates_across_genres_are_dropped_before_split(workdir, tmp_path):
     assert len(set(hashes.tolist())) == len(covers)  # nothing identical survives to leak across splits
 
 
-def test_cache_is_reused(workdir, caplog):
+def test_cache_is_reused(cover_cache, caplog):
     cfg = _cfg("synthetic:6", cache_size=40)
     first = load_covers(cfg, progress=False)
     with caplog.at_level(logging.INFO, logger="genreclf.data.covers"):
@@ -186,11 +178,11 @@ def test_cache_is_reused(workdir, caplog):
     assert np.array_equal(first.images, second.images)
 
 
-def test_too_few_covers_for_split_is_an_error(workdir):
+def test_too_few_covers_for_split_is_an_error(cover_cache):
     with pytest.raises(DataError, match="too few"):
         load_covers(_cfg("synthetic:2"), progress=False)
 
 
-def test_per_genre_cap(workdir):
+def test_per_genre_cap(cover_cache):
     covers = load_covers(_cfg("synthetic:12", per_genre=8), progress=False)
     assert covers.report["per_genre"] == {"HipHop": 8, "Rock": 8, "Pop": 8, "Electronic": 8}

@@ -90,7 +90,7 @@ def _dds_unsupported() -> bytes:
 
 
 def test_decoder_errors_outside_pil_usual_types_are_named_skips():
-    # probe 1: NotImplementedError (DDS) and friends used to escape and abort the whole run
+    # NotImplementedError (DDS) and friends are outside PIL's usual types: a named skip, not an aborted run
     try:
         Image.open(io.BytesIO(_dds_unsupported())).load()
         raise AssertionError("Pillow decoded the DDS: the probe no longer exercises NotImplementedError")

@@ -1,4 +1,4 @@
-"""Image folders and data files as a careless or hostile user leaves them (probes 2 and 3)."""
+"""Image folders and data files as a careless or hostile user leaves them."""
 from __future__ import annotations
 
 import os
@@ -25,7 +25,7 @@ def _folder(root: Path, per: int = 6) -> Path:
     return root
 
 
-def test_every_unused_entry_is_counted_and_named(workdir, tmp_path):
+def test_every_unused_entry_is_counted_and_named(cover_cache, tmp_path):
     root = _folder(tmp_path / "covers")
     outside = tmp_path / "secret.png"
     outside.write_bytes(encode(make_cover("Pop", 1), "PNG"))

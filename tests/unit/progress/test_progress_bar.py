@@ -1,4 +1,4 @@
-"""Progress off a terminal is a few plain log lines, never bar frames (issue 14.6)."""
+"""Progress off a terminal is a few plain log lines, never bar frames."""
 from __future__ import annotations
 
 import logging

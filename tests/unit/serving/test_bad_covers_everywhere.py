@@ -1,15 +1,14 @@
-"""A cover whose decoder raises outside PIL's usual types (probe 1): a named error in `predict`, the demo
+"""A cover whose decoder raises outside PIL's usual types: a named error in `predict`, the demo
 and a dataset, never a traceback."""
 from __future__ import annotations
 
 import struct
-from types import SimpleNamespace
 
 from genreclf import config as C
 from genreclf.data.covers import load_covers
 from genreclf.data.images import encode
 from genreclf.data.synthetic import make_cover
-from genreclf.entrypoints.demo import OUTPUTS, Explorer
+from genreclf.entrypoints.demo_explorer import Explorer, Gallery
 from genreclf.serving.payloads import predict_files
 
 
@@ -45,7 +44,8 @@ def test_dataset_skips_it_by_name(tmp_path, monkeypatch):
 def test_demo_upload_shows_the_reason(tmp_path):
     bad = tmp_path / "odd.dds"
     bad.write_bytes(_dds())
-    # the upload handler's own state: its size limit and decode size (no models are needed to refuse)
-    answer = Explorer.upload(SimpleNamespace(max_mb=10.0, size=32), str(bad))
-    assert len(answer) == len(OUTPUTS) + 1
+    # no models and no covers: refusing an upload needs only the size limit and the decode size
+    ex = Explorer([], Gallery(), size=32, max_upload_mb=10.0)
+    answer = ex.upload(str(bad))
+    assert len(answer) == len(ex.outputs) + 1
     assert answer[-2].startswith("⚠️ **Cannot use this upload**: odd.dds: not a decodable image (NotImplementedError")

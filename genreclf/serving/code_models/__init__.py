@@ -1,1 +1,0 @@
-"""Model definitions logged as code (MLflow models-from-code): loading runs these files, never a pickle."""
