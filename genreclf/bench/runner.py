@@ -32,7 +32,7 @@ from genreclf.config import DEFAULT_GENRES, BenchConfig, Resolved
 from genreclf.data import synthetic
 from genreclf.data.images import encode
 from genreclf.features import cover25
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def features_section(resolved: Resolved) -> dict:
           f"  genreclf, {m['workers']} worker processes              {m['ips']:8.1f} images/s  ({m['speedup']:.1f}x)\n"
           f"  CPU time per image: reference {m['reference_cpu_ms']:.1f} ms, genreclf {m['cpu_ms_1core']:.1f} ms "
           f"({m['cpu_speedup']:.1f}x less)")
-    tracking.log_json({**out["raw"], "pairs": out["pairs"]}, "bench/features_times.json")
+    runs.log_json({**out["raw"], "pairs": out["pairs"]}, "bench/features_times.json")
     return {**m, "pairs": out["pairs"]}
 
 

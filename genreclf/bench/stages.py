@@ -46,8 +46,7 @@ from genreclf.models.cnn.device import pick_device
 from genreclf.models.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
 from genreclf.progress import progress_bar
 from genreclf.serving.cover_model import log_cover_model
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import registry, runs
 from genreclf.tuning.objectives import make_objective
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import DEFAULT_DIR
@@ -228,7 +227,7 @@ def tuning_stage(ctx) -> tuple[dict, list]:
     sections["rf"] = RFConfig(register=False)
     resolved = Resolved("tune_rf", sections)
     name = f"bench-rf-{uuid.uuid4().hex[:8]}"
-    url = storage_url("", name, tracking.configure(sections["data"].experiment))
+    url = storage_url("", name, runs.configure(sections["data"].experiment))
     objective, max_resource = make_objective("rf", resolved, ctx["covers"], progress=False)
     search = Search("rf", resolved, name, url, ctx["run_id"], b.tune_trials, None,
                     str(DEFAULT_DIR / "space_rf.yaml"), 1)

@@ -18,7 +18,7 @@ from genreclf.config import ConfigError, Resolved, as_flat_dict
 from genreclf.entrypoints.skeleton import entry_run, open_covers
 from genreclf.models.cnn.device import pick_device
 from genreclf.progress import progress_bar
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def main(resolved: Resolved) -> dict:
     params = {**as_flat_dict(data, cfg), **{f"env_{k}": v for k, v in env.items()}}
     with entry_run(resolved, covers, f"bench-{device.type}" + ("-quick" if cfg.quick else ""), "bench",
                    params=params, entry_point="bench") as run_id:
-        tracking.set_tags({"device": env["device"], "cpu_count": env["cpu_count"]})
+        runs.set_tags({"device": env["device"], "cpu_count": env["cpu_count"]})
         ctx = {"resolved": resolved, "cfg": knobs(cfg, cfg.quick), "covers": covers, "sizes": sizes,
                "repeats": min(cfg.repeats, 2) if cfg.quick else cfg.repeats, "run_id": run_id}
         for name, stage in progress_bar(stages.items(), desc="bench stages", unit="stage"):
@@ -63,13 +63,13 @@ def main(resolved: Resolved) -> dict:
             metrics["stage_s"] = time.perf_counter() - start
             results[name] = metrics
             rows += stage_rows
-            tracking.log_metrics({f"bench_{name}_{k}": float(v) for k, v in metrics.items()
+            runs.log_metrics({f"bench_{name}_{k}": float(v) for k, v in metrics.items()
                                   if isinstance(v, (int, float))})
         df = table(rows)
-        tracking.log_table(df, "bench/bench_table.csv")
+        runs.log_table(df, "bench/bench_table.csv")
         markdown = to_markdown(df)
-        tracking.log_text(markdown + "\n", "bench/bench_table.md")
-        tracking.log_json({"environment": env, "results": results}, "bench/summary.json")
+        runs.log_text(markdown + "\n", "bench/bench_table.md")
+        runs.log_json({"environment": env, "results": results}, "bench/summary.json")
     print(f"\nbench on {env['device']} ({env['cpu_model']}, {env['cpu_count']} CPUs, torch threads "
           f"{env['torch_threads']}), medians of {ctx['repeats']}:\n" + markdown)
     return {"run_id": run_id, **results}

@@ -22,7 +22,7 @@ from genreclf.config import DataConfig, Resolved, ServeConfig  # noqa: E402
 from genreclf.entrypoints.demo_explorer import ALL, GALLERY_MAX, Explorer, load_gallery, load_slots  # noqa: E402
 from genreclf.errors import UserError  # noqa: E402
 from genreclf.features import cover25  # noqa: E402
-from genreclf.tracking import runs as tracking  # noqa: E402
+from genreclf.tracking import runs  # noqa: E402
 
 log = logging.getLogger(__name__)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -47,7 +47,7 @@ def status_text(ex: Explorer, data: DataConfig) -> str:
 
 def build_app(data: DataConfig, serve: ServeConfig) -> gr.Blocks:
     """The page, with models and covers loaded; launch it with :func:`launch`."""
-    tracking.configure(data.experiment)  # the store MLFLOW_TRACKING_URI or ./mlflow.db names
+    runs.configure(data.experiment)  # the store MLFLOW_TRACKING_URI or ./mlflow.db names
     ex = Explorer(load_slots(serve.alias), load_gallery(data), data.cache_size, serve.max_upload_mb)
     with gr.Blocks(title="genreclf demo", analytics_enabled=False) as app:
         gr.Markdown(status_text(ex, data), elem_id="status")

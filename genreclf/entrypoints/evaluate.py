@@ -22,7 +22,7 @@ from genreclf.evaluation.curve import learning_curve, parse_sizes
 from genreclf.evaluation.splits import repeated_splits
 from genreclf.evaluation.tables import inputs_for, speed_ratio
 from genreclf.metrics import confusion_figure
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,13 @@ def main(resolved: Resolved) -> dict:
         text = report.markdown(table, covers.genres)
         log_comparison(table, text, covers, cfg.repeats)
         speed = speed_ratio(blobs, cfg.speed_covers) if cfg.speed_covers > 0 else {}
-        tracking.log_metrics(speed)
+        runs.log_metrics(speed)
         if sizes:
             curve = learning_curve(views, inputs, settings, curve_models, sizes)
-            tracking.log_table(curve, "evaluation/learning_curve.csv")
-            tracking.log_figure(report.learning_curve_figure(curve, f"{covers.source}: learning curve"),
+            runs.log_table(curve, "evaluation/learning_curve.csv")
+            runs.log_figure(report.learning_curve_figure(curve, f"{covers.source}: learning curve"),
                                 "evaluation/learning_curve.png")
-        tracking.log_metrics({"evaluate_seconds": time.perf_counter() - start})
+        runs.log_metrics({"evaluate_seconds": time.perf_counter() - start})
     print_summary(text, speed, covers, views, cfg.repeats)
     print(f"wall time {time.perf_counter() - start:.0f}s, run {parent}")
     return {"run_id": parent, "table": table, "speed": speed}
@@ -62,11 +62,11 @@ def main(resolved: Resolved) -> dict:
 
 def log_comparison(table: pd.DataFrame, text: str, covers: CoverSet, repeats: int) -> None:
     """The parent run's summary: markdown + CSV table, the bar plot, each model's mean scores."""
-    tracking.log_text(text + "\n", "evaluation/summary.md")
-    tracking.log_table(table, "evaluation/summary.csv")
+    runs.log_text(text + "\n", "evaluation/summary.md")
+    runs.log_table(table, "evaluation/summary.csv")
     title = f"{covers.source}: {len(covers)} covers, {repeats} splits"
-    tracking.log_figure(report.comparison_figure(table, title), "evaluation/comparison.png")
-    tracking.log_metrics({f"{r['model']}_{m}": r[m] for _, r in table.iterrows() for m in ("accuracy", "macro_f1")})
+    runs.log_figure(report.comparison_figure(table, title), "evaluation/comparison.png")
+    runs.log_metrics({f"{r['model']}_{m}": r[m] for _, r in table.iterrows() for m in ("accuracy", "macro_f1")})
 
 
 def print_summary(text: str, speed: dict[str, float], covers: CoverSet, views: list, repeats: int) -> None:
@@ -81,20 +81,20 @@ def print_summary(text: str, speed: dict[str, float], covers: CoverSet, views: l
 
 def model_child(name: str, views: list, inputs: Inputs, settings: Settings, genres: list[str], parent: str) -> dict:
     """Run one model on every split in its own child run; return its summary row."""
-    with tracking.start_run(name, "evaluate", name, parent_run_id=parent):
+    with runs.start_run(name, "evaluate", name, parent_run_id=parent):
         records = compare.run_model(name, views, inputs, settings)
         scores = report.split_scores(records, len(genres))
         row = report.summary_row(name, compare.label(name), scores, genres)
         for _, s in scores.iterrows():
-            tracking.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]},
+            runs.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]},
                                  step=int(s["split"]))
-        tracking.log_metrics({k: v for k, v in row.items() if isinstance(v, float)})
-        tracking.log_table(scores.rename(columns={f"f1_{k}": f"f1_{g}" for k, g in enumerate(genres)}),
+        runs.log_metrics({k: v for k, v in row.items() if isinstance(v, float)})
+        runs.log_table(scores.rename(columns={f"f1_{k}": f"f1_{g}" for k, g in enumerate(genres)}),
                            "evaluation/splits.csv")
         cm = report.confusion(records, len(genres))
-        tracking.log_json({"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted",
+        runs.log_json({"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted",
                            "summed_over_splits": len(views)}, "evaluation/confusion_matrix.json")
-        tracking.log_figure(confusion_figure(cm, genres, f"{compare.label(name)} - test folds of {len(views)} "
+        runs.log_figure(confusion_figure(cm, genres, f"{compare.label(name)} - test folds of {len(views)} "
                                              f"splits (accuracy {row['accuracy']:.1%})"),
                             "evaluation/confusion_matrix.png")
     return row

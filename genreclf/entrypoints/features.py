@@ -9,7 +9,7 @@ from genreclf.config import Resolved, as_flat_dict
 from genreclf.entrypoints.skeleton import entry_run, open_covers
 from genreclf.features.cover25 import FEATURE_GROUPS, FEATURE_NAMES, FEATURE_VERSION, GROUP_OF, WORK, features_for
 from genreclf.models.rf.forest import distribution_figure
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,14 @@ def main(resolved: Resolved) -> dict:
         start = time.perf_counter()
         table = features_for(covers)
         seconds = time.perf_counter() - start
-        tracking.log_metrics({"features_seconds": seconds, "n_features": len(FEATURE_NAMES)})
+        runs.log_metrics({"features_seconds": seconds, "n_features": len(FEATURE_NAMES)})
         full = table.reset_index()
         full.insert(1, "genre", [covers.genres[k] for k in covers.labels])
         full.insert(2, "split", covers.split)
-        tracking.log_table(full, "features/features.parquet")
-        tracking.log_table(full.groupby("genre")[FEATURE_NAMES].mean().reset_index(), "features/genre_means.csv")
-        tracking.log_json({n: {"group": GROUP_OF[n]} for n in FEATURE_NAMES}, "features/feature_groups.json")
-        tracking.log_figures({f"features/dist_{g}.png": distribution_figure(table, covers.labels, covers.genres, g)
+        runs.log_table(full, "features/features.parquet")
+        runs.log_table(full.groupby("genre")[FEATURE_NAMES].mean().reset_index(), "features/genre_means.csv")
+        runs.log_json({n: {"group": GROUP_OF[n]} for n in FEATURE_NAMES}, "features/feature_groups.json")
+        runs.log_figures({f"features/dist_{g}.png": distribution_figure(table, covers.labels, covers.genres, g)
                               for g in FEATURE_GROUPS})
     log.info("features of %d covers in %.1fs (run %s)", len(covers), seconds, run_id)
     return {"run_id": run_id, "n_covers": len(covers), "features_seconds": seconds}

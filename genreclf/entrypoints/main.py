@@ -20,8 +20,7 @@ from pathlib import Path
 from genreclf.config import Resolved
 from genreclf.entrypoints.skeleton import entry_run
 from genreclf.errors import UserError
-from genreclf.tracking import project
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import project, runs
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,8 @@ def step_parameters(resolved: Resolved, sections: tuple[str, ...], step: str) ->
 
 
 def main(resolved: Resolved) -> dict:
-    tracking.configure(resolved.data.experiment)
-    commit = tracking.git_commit()
+    runs.configure(resolved.data.experiment)
+    commit = runs.git_commit()
     root = project_dir()
     steps: list[dict] = []
     with entry_run(resolved, None, "main", "pipeline") as parent:  # the steps log the covers
@@ -70,9 +69,9 @@ def main(resolved: Resolved) -> dict:
             params = step_parameters(resolved, sections, step)
             steps.append(run_step(root, experiment, parent, step, params, commit))
         reused = [s["step"] for s in steps if s["reused"]]
-        tracking.log_json(steps, "pipeline/steps.json")
-        tracking.log_metrics({f"{s['step']}_seconds": s["seconds"] for s in steps})
-        tracking.set_tags({"steps_reused": ",".join(reused) or "none",
+        runs.log_json(steps, "pipeline/steps.json")
+        runs.log_metrics({f"{s['step']}_seconds": s["seconds"] for s in steps})
+        runs.set_tags({"steps_reused": ",".join(reused) or "none",
                            **{f"step_run_id.{s['step']}": s["run_id"] for s in steps}})
     for s in steps:
         print(f"{s['step']:<10} {'reused' if s['reused'] else 'ran':<6} run {s['run_id']}  {s['seconds']:.1f}s")

@@ -22,8 +22,7 @@ from genreclf.errors import UserError
 from genreclf.metrics import classification_metrics
 from genreclf.models import FAMILIES, family_of_model
 from genreclf.serving.contract import IMAGE_COLUMN
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import registry, runs
 from genreclf.tracking.registry import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ class PromotionError(UserError):
 
 def main(resolved: Resolved) -> dict:
     cfg = resolved.promote
-    tracking.configure(resolved.data.experiment)
+    runs.configure(resolved.data.experiment)
     names = model_names(cfg.model_name)  # before loading covers: a wrong name fails fast
     covers = load_covers(recorded_data(names, resolved.data))
     known = classification_metrics(covers.labels[:1], np.ones((1, len(covers.genres))), covers.genres, "test")
@@ -51,7 +50,7 @@ def main(resolved: Resolved) -> dict:
     with entry_run(resolved, covers, f"promote-{label}", "registry", params=params) as run_id:
         for name in names:
             results[name] = promote_one(name, covers, covers.labels[test], encoded, cfg, run_id)
-        tracking.log_json(results, "promotion/decisions.json")
+        runs.log_json(results, "promotion/decisions.json")
     return results
 
 
@@ -68,7 +67,7 @@ def recorded_data(names: list[str], data: DataConfig) -> DataConfig:
         if not run_id:
             continue
         try:
-            with open(tracking.download(f"runs:/{run_id}/config.yaml")) as f:
+            with open(runs.download(f"runs:/{run_id}/config.yaml")) as f:
                 section = (yaml.safe_load(f) or {}).get("data") or {}
         except Exception as exc:  # an old or deleted source run: keep the parameters as given
             log.warning("%s v%s: no recorded data configuration (%s)", name, version, exc)
@@ -159,9 +158,9 @@ def promote_one(name: str, covers: CoverSet, labels: np.ndarray, encoded: list[b
             "promotion_margin": cfg.margin, "promotion_score": f"{score:.6f}",
             "champion_score": "" if champion_score is None else f"{champion_score:.6f}",
             "compared_with": "" if champion is None else champion, "promotion_run_id": run_id})
-    tracking.log_metrics({f"{short}_challenger_{metric}": score, f"{short}_champion_{metric}": champion_score,
+    runs.log_metrics({f"{short}_challenger_{metric}": score, f"{short}_champion_{metric}": champion_score,
                           f"{short}_promoted": float(decision == "promoted")})
-    tracking.set_tags({f"promotion_decision.{short}": decision, f"champion_version.{short}": record["champion_after"]})
+    runs.set_tags({f"promotion_decision.{short}": decision, f"champion_version.{short}": record["champion_after"]})
     log.info("%s: challenger v%s %s=%.4f vs champion %s -> %s (%s)", name, challenger, metric, score,
              f"v{champion} {champion_score:.4f}" if champion_score is not None else "none", decision, reason)
     print(f"{name}: {decision} - {reason}; @{CHAMPION} is v{record['champion_after']}")
@@ -174,7 +173,7 @@ def check_data(name: str, version: str, covers: CoverSet, alias: str) -> None:
     tags = dict(mv.tags)
     if not {"data_digest", "data_source"} <= set(tags) and mv.run_id:
         try:
-            tags = {**tracking.get_run(mv.run_id).data.tags, **tags}
+            tags = {**runs.get_run(mv.run_id).data.tags, **tags}
         except Exception:  # the source run may have been deleted; the missing tag is reported below
             pass
     tag = tags.get("data_digest", "")

@@ -20,8 +20,7 @@ from genreclf.config import ConfigError, Resolved, ScoreConfig
 from genreclf.entrypoints.skeleton import entry_run
 from genreclf.serving import batch, spark_score
 from genreclf.serving.payloads import load_model
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import registry, runs
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def resolve_version(model_uri: str) -> str:
 
 def main(resolved: Resolved) -> dict:
     cfg = resolved.score
-    tracking.configure(cfg.experiment)
+    runs.configure(cfg.experiment)
     if cfg.engine == "spark":
         return score_on_spark(resolved, cfg)
     source = batch.open_source(cfg.input)
@@ -67,12 +66,12 @@ def main(resolved: Resolved) -> dict:
             log.info("resuming: %d of %d covers scored already (%s)", done, len(source.ids), out)
         with tqdm(total=len(source.ids), initial=done, desc=f"scoring {source.path.name}", unit="cover") as bar:
             summary = batch.run_batch(source, out, manifest, cfg.chunk_size, model.predict, bar.update)
-        tracking.log_metrics({"n_inputs": len(source.ids), "n_scored": summary["n_scored"],
+        runs.log_metrics({"n_inputs": len(source.ids), "n_scored": summary["n_scored"],
                               "n_skipped": summary["n_skipped"], "n_ignored_files": source.ignored,
                               **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
-        tracking.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
+        runs.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
         if summary["skipped"]:
-            tracking.log_table(pd.DataFrame(summary["skipped"], columns=["id", "reason"]), "score/skipped.csv")
+            runs.log_table(pd.DataFrame(summary["skipped"], columns=["id", "reason"]), "score/skipped.csv")
     log.info("scored %d covers, skipped %d (%s); predictions in %s", summary["n_scored"], summary["n_skipped"],
              summary["genre_counts"], out)
     return {"run_id": run_id, "output": str(out), **summary}
@@ -87,9 +86,9 @@ def score_on_spark(resolved: Resolved, cfg: ScoreConfig) -> dict:
                    entry_point="score", tags={"scored_model": cfg.model, "scored_version": version,
                                               "engine": "spark"}) as run_id:
         summary = spark_score.run(cfg)
-        tracking.log_metrics({"n_scored": summary["n_scored"], "n_skipped": summary["n_skipped"],
+        runs.log_metrics({"n_scored": summary["n_scored"], "n_skipped": summary["n_skipped"],
                               **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
-        tracking.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
+        runs.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
     log.info("spark: scored %d covers, skipped %d (%s) -> %s", summary["n_scored"], summary["n_skipped"],
              summary["genre_counts"], cfg.output)
     return {"run_id": run_id, "output": cfg.output, **summary}

@@ -15,14 +15,14 @@ from genreclf.config import Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.models import Family
 from genreclf.serving.cover_model import log_cover_model
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 SUMMARY_METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
 
 
 def open_covers(resolved: Resolved, progress: bool = True) -> CoverSet:
     """Point MLflow at the store and experiment, then load (or build) the cover set of ``resolved.data``."""
-    tracking.configure(resolved.data.experiment)
+    runs.configure(resolved.data.experiment)
     return load_covers(resolved.data, progress=progress)
 
 
@@ -32,12 +32,12 @@ def entry_run(resolved: Resolved, covers: CoverSet | None, name: str, family: st
               **start: Any) -> Iterator[str]:
     """Start (or continue) the run; on a ``fresh`` run log config.yaml, the parameters (default: every
     section, flat) and the cover set. ``start``: run_id, parent_run_id, system_metrics, tags."""
-    with tracking.start_run(name, entry_point or resolved.entry_point, family, **start) as run_id:
+    with runs.start_run(name, entry_point or resolved.entry_point, family, **start) as run_id:
         if fresh:
-            tracking.log_config(resolved)
-            tracking.log_new_params(as_flat_dict(*resolved.sections.values()) if params is None else params)
+            runs.log_config(resolved)
+            runs.log_new_params(as_flat_dict(*resolved.sections.values()) if params is None else params)
             if covers is not None:
-                tracking.log_coverset(covers)
+                runs.log_coverset(covers)
         yield run_id
 
 
@@ -45,7 +45,7 @@ def provenance(covers: CoverSet, run_id: str | None, family: str, metrics: dict[
                **extra: Any) -> dict[str, Any]:
     """Tags of a registered version: its scores, its data and the code and run that made it."""
     return {**{k: round(metrics[k], 4) for k in SUMMARY_METRICS if k in metrics}, **extra,
-            "data_digest": covers.digest[:20], "genres": ",".join(covers.genres), "git_commit": tracking.git_commit(),
+            "data_digest": covers.digest[:20], "genres": ",".join(covers.genres), "git_commit": runs.git_commit(),
             "source_run_id": run_id, "model_family": family}
 
 

@@ -14,7 +14,7 @@ from genreclf.config import Resolved
 from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance, register
 from genreclf.metrics import evaluate_split
 from genreclf.models import Family, family_of_entry, resolve_callable
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,16 @@ def train(family: Family, resolved: Resolved, *, fit_splits: tuple[str, ...] = (
     options = {} if fit_splits == ("train",) else {"fit_splits": fit_splits}
     with entry_run(resolved, covers, name, family.name, params=None, **start) as run_id:
         trained = fit(covers, cfg, **options)
-        tracking.log_new_params(trained.params)
-        tracking.log_metrics(trained.metrics)
+        runs.log_new_params(trained.params)
+        runs.log_metrics(trained.metrics)
         for path, table in trained.tables.items():
-            tracking.log_table(table, path)
+            runs.log_table(table, path)
         for path, figure in trained.figures.items():
-            tracking.log_figure(figure, path)
+            runs.log_figure(figure, path)
         metrics: dict[str, float] = {}
         for split, proba in trained.proba.items():
             labels = covers.labels[covers.indices(split)]
-            metrics.update(tracking.log_evaluation(evaluate_split(split, labels, proba, covers.genres, name)))
+            metrics.update(runs.log_evaluation(evaluate_split(split, labels, proba, covers.genres, name)))
         model_uri, version = register(family, trained.write, trained.meta, covers, cfg.register,
                                       provenance(covers, run_id, family.name, metrics))
     log.info("%s: val accuracy %s, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,

@@ -29,7 +29,7 @@ from genreclf.models.cnn import FAMILY, backbones, checkpoints, distributed, gra
 from genreclf.models.cnn import fit as cnn
 from genreclf.plotting import plt
 from genreclf.tracking import checkpoints as run_checkpoints
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _resumed(resolved: Resolved) -> tuple[Resolved, dict]:
     now = resolved.cnn
     ckpt = run_checkpoints.load(now.resume)
     with tempfile.TemporaryDirectory() as tmp:
-        with open(tracking.download(f"runs:/{now.resume}/config.yaml", tmp)) as f:
+        with open(runs.download(f"runs:/{now.resume}/config.yaml", tmp)) as f:
             logged = yaml.safe_load(f)
     data = DataConfig(**logged["data"])
     cfg = dataclasses.replace(CNNConfig(**logged["cnn"]), resume=now.resume, device=now.device, workers=now.workers)
@@ -90,11 +90,11 @@ def _prepare(resolved: Resolved, progress: bool = True) -> tuple[Resolved, dict 
     parameters, load the covers. Under torchrun rank 0 goes first (it creates the experiment and the
     decode cache), the others reuse what it made."""
     with distributed.main_first():
-        tracking.configure(resolved.data.experiment)
+        runs.configure(resolved.data.experiment)
     resume = None
     if resolved.cnn.resume:
         resolved, resume = _resumed(resolved)
-        tracking.use_experiment_of(resolved.cnn.resume)  # MLflow continues a run only inside its own experiment
+        runs.use_experiment_of(resolved.cnn.resume)  # MLflow continues a run only inside its own experiment
     cfg = resolved.cnn
     if cfg.pretrained and not cfg.weights_path:
         backbones.ensure_weights(cfg.backbone)  # offline without the file: say so before any work
@@ -112,7 +112,7 @@ def _follow(resolved: Resolved) -> dict:
 
 def _check_resumable(run_id: str, covers: CoverSet) -> None:
     """The run to resume must have trained on these covers, with as many processes as now."""
-    tags = tracking.get_run(run_id).data.tags
+    tags = runs.get_run(run_id).data.tags
     if tags.get("data_digest") != covers.digest[:20]:
         raise checkpoints.ResumeError(f"resume={run_id}: the covers changed since the run started "
                                       f"(data digest {covers.digest[:20]} differs); start a new run")
@@ -132,14 +132,14 @@ def _lead(resolved: Resolved) -> dict:
                    fresh=resume is None, run_id=cfg.resume or None, system_metrics=True,
                    tags={"backbone": cfg.backbone, "processes": str(distributed.world_size())}) as run_id:
         if resume is not None:
-            tracking.set_tags({"resumed_after_epoch": resume["epoch"]})
+            runs.set_tags({"resumed_after_epoch": resume["epoch"]})
         start = time.perf_counter()
-        result = cnn.fit(covers, cfg, resume=resume, on_epoch=lambda epoch, m: tracking.log_metrics(m, step=epoch),
+        result = cnn.fit(covers, cfg, resume=resume, on_epoch=lambda epoch, m: runs.log_metrics(m, step=epoch),
                          checkpoint=run_checkpoints.save)
-        tracking.set_tags({"device": result.device, "torch_version": torch.__version__})
-        tracking.log_figure(curves_figure(result.history, result.best_epoch, name), "curves/training_curves.png")
+        runs.set_tags({"device": result.device, "torch_version": torch.__version__})
+        runs.log_figure(curves_figure(result.history, result.best_epoch, name), "curves/training_curves.png")
         metrics = evaluate(result, covers, cfg, name)
-        tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        runs.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                               "fit_seconds": time.perf_counter() - start})
         tags = provenance(covers, run_id, "cnn", metrics, backbone=cfg.backbone, image_size=cfg.image_size)
         model_uri, version = register(FAMILY, predictor.weights_writer(result.model), predictor.meta_for(cfg, covers),
@@ -156,10 +156,10 @@ def evaluate(result: cnn.FitResult, covers: CoverSet, cfg: CNNConfig, name: str)
     va, te = covers.indices("val"), covers.indices("test")
     proba_va = cnn.predict(result.model, covers, va, cfg, result.device)
     proba_te = cnn.predict(result.model, covers, te, cfg, result.device)
-    metrics = {**tracking.log_evaluation(evaluate_split("val", covers.labels[va], proba_va, covers.genres, name),
+    metrics = {**runs.log_evaluation(evaluate_split("val", covers.labels[va], proba_va, covers.genres, name),
                                          step=len(result.history)),
-               **tracking.log_evaluation(evaluate_split("test", covers.labels[te], proba_te, covers.genres, name))}
+               **runs.log_evaluation(evaluate_split("test", covers.labels[te], proba_te, covers.genres, name))}
     if cfg.gradcam_per_genre > 0:
-        tracking.log_figures(gradcam.galleries(result.model, cfg.backbone, cfg.image_size, covers.images[te],
+        runs.log_figures(gradcam.galleries(result.model, cfg.backbone, cfg.image_size, covers.images[te],
                                                covers.labels[te], proba_te, covers.genres, cfg.gradcam_per_genre))
     return metrics

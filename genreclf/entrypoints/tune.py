@@ -31,8 +31,7 @@ from genreclf.data.covers import CoverSet
 from genreclf.entrypoints import train
 from genreclf.entrypoints.skeleton import entry_run, open_covers
 from genreclf.models import get_family, resolve_callable
-from genreclf.tracking import registry
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import registry, runs
 from genreclf.tuning.election import claim_refit, counts, elect_parent, refit_done_by_other
 from genreclf.tuning.objectives import make_objective
 from genreclf.tuning.search import Search
@@ -55,7 +54,7 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
     tune = resolved.tune
     space = load_space(tune.space or DEFAULT_DIR / f"space_{kind}.yaml", type(resolved.section(kind)))
     covers = open_covers(resolved)
-    uri = tracking.tracking_uri()
+    uri = runs.tracking_uri()
     name = tune.study_name or f"{kind}-{covers.digest[:8]}"
     url = storage_url(tune.storage, name, uri)
     storage = open_storage(url, tune.n_workers, heartbeat=tune.heartbeat_interval, grace=tune.grace_period)
@@ -76,17 +75,17 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
                    entry_point=f"tune_{kind}", run_id=parent,
                    tags={"study_name": name, "tune_role": "study"}) as parent_id:
         if project_run and project_run != parent_id:  # `mlflow run` joining a study: point at its parent
-            tracking.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
+            runs.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
                                            "tune_role": "continuation"})
-            tracking.rename_run(project_run, f"tune-{name}-continued")
-        tracking.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
+            runs.rename_run(project_run, f"tune-{name}-continued")
+        runs.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
         search = Search(kind, shared, name, url, parent_id, tune.n_trials,
                         time.time() + tune.timeout if tune.timeout > 0 else None, space.path, tune.n_workers)
         start, since = time.perf_counter(), datetime.datetime.now()
         run_search(search, study, objective, max_resource)
         if claim_refit(study, lock):  # one worker of all that shared the study summarises and refits
             summary = summarise(study, time.perf_counter() - start, since, tune.n_workers)
-            tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            runs.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
             log_plots(study)
             summary.update(refit(kind, study, covers, resolved, space, name, parent_id))
         else:
@@ -103,14 +102,14 @@ def summarise(study: optuna.Study, seconds: float, since: datetime.datetime, n_w
     if out["n_complete"]:
         best = study.best_trial
         out.update(best_value=best.value, best_trial=best.number, best_params=best.params)
-        tracking.set_tags({f"best_{k}": v for k, v in best.params.items()})
+        runs.set_tags({f"best_{k}": v for k, v in best.params.items()})
         # the parent shows the best configuration as its params (the searched ones; the rest are the
         # fixed settings of config.yaml) - a resumed study whose best changed keeps the first: tags say
-        tracking.log_new_params(best.params)
-        tracking.log_json({"trial": best.number, "value": best.value, "params": best.params}, "tune/best_params.json")
+        runs.log_new_params(best.params)
+        runs.log_json({"trial": best.number, "value": best.value, "params": best.params}, "tune/best_params.json")
     frame = study.trials_dataframe()
     if len(frame):
-        tracking.log_table(frame.astype({c: str for c in frame.columns if frame[c].dtype == object}), "tune/trials.csv")
+        runs.log_table(frame.astype({c: str for c in frame.columns if frame[c].dtype == object}), "tune/trials.csv")
     return out
 
 
@@ -128,7 +127,7 @@ def log_plots(study: optuna.Study) -> None:
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
             fig.set_size_inches(max(fig.get_size_inches()[0], 9), max(fig.get_size_inches()[1], 6))
             fig.tight_layout()
-            tracking.log_figure(fig, f"tune/{name}.png")
+            runs.log_figure(fig, f"tune/{name}.png")
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of < 2 complete trials
             log.warning("plot %s skipped: %s", name, exc)
 
@@ -141,7 +140,7 @@ def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, 
         log.warning("study %s has no COMPLETE trial: nothing to refit", name)
         return {}
     best = study.best_trial
-    parent = tracking.get_run(parent_id).data
+    parent = runs.get_run(parent_id).data
     if parent.tags.get("refit_trial") == str(best.number) and parent.tags.get("refit_run_id"):
         log.info("best trial %d was refitted already (run %s)", best.number, parent.tags["refit_run_id"])
         return {**{k: v for k, v in parent.metrics.items() if k.startswith("test_")},
@@ -152,8 +151,8 @@ def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, 
     label = f"{kind}-tuned-trial{best.number:03d}"
     result = refit_family(kind, resolved, cfg, label, tags)
     test = {k: v for k, v in result.items() if k.startswith("test_") and isinstance(v, (int, float))}
-    tracking.log_metrics(test)
-    tracking.set_tags({"refit_trial": best.number, "refit_run_id": result.get("run_id"),
+    runs.log_metrics(test)
+    runs.set_tags({"refit_trial": best.number, "refit_run_id": result.get("run_id"),
                        "refit_model_version": result.get("model_version")})
     log.info("refit of trial %d: test macro-F1 %.4f (run %s, model version %s)", best.number,
              test.get("test_macro_f1", float("nan")), result.get("run_id"), result.get("model_version"))
@@ -169,11 +168,11 @@ def refit_family(kind: str, resolved: Resolved, cfg, label: str, tags: dict) -> 
     role = {"tune_role": "refit", "study_name": tags["tuned_study"]}
     if family.fit:
         result = train.train(family, sub, fit_splits=("train", "val"), run_name=label, entry_point=f"tune_{kind}",
-                             parent_run_id=tracking.active_run_id(), tags={**role, "fit_splits": "train+val"})
+                             parent_run_id=runs.active_run_id(), tags={**role, "fit_splits": "train+val"})
     else:
         result = resolve_callable(family.train)(sub)
     if result.get("model_version") is not None:
         registry.mark_challenger(family.model_name, result["model_version"], tags)
     if result.get("run_id"):
-        tracking.tag_run(result["run_id"], {**tags, **role})
+        runs.tag_run(result["run_id"], {**tags, **role})
     return result

@@ -12,8 +12,7 @@ import torch
 from genreclf.models.cnn import checkpoints
 from genreclf.models.cnn.checkpoints import ResumeError
 from genreclf.models.cnn.loop import TrainState
-from genreclf.tracking import owner
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import owner, runs
 
 log = logging.getLogger(__name__)
 TAG = "checkpoint_epoch"
@@ -23,8 +22,8 @@ def save(state: TrainState, improved: bool) -> None:
     """Log this epoch's checkpoint files to the active run, then tag the run with the epoch."""
     with tempfile.TemporaryDirectory() as tmp:
         for path in checkpoints.write(Path(tmp), state, improved):
-            tracking.log_artifact(path, "checkpoints")
-    tracking.set_tags({TAG: state.epoch})
+            runs.log_artifact(path, "checkpoints")
+    runs.set_tags({TAG: state.epoch})
 
 
 def prune(run_id: str, keep: str) -> list[str]:
@@ -32,7 +31,7 @@ def prune(run_id: str, keep: str) -> list[str]:
     gone = checkpoints.unwanted(keep)
     for name in gone:
         try:
-            tracking.delete_artifacts(run_id, f"checkpoints/{name}")
+            runs.delete_artifacts(run_id, f"checkpoints/{name}")
         except OSError as exc:  # never logged (no epoch finished): nothing to delete
             log.debug("checkpoints/%s not deleted: %s", name, exc)
     return gone
@@ -41,7 +40,7 @@ def prune(run_id: str, keep: str) -> list[str]:
 def load(run_id: str) -> dict:
     """The last checkpoint of a run, with ``best_weights`` filled in (CPU tensors)."""
     try:
-        run = tracking.get_run(run_id)
+        run = runs.get_run(run_id)
     except Exception as exc:  # MlflowException for unknown ids, ValueError for malformed ones
         raise ResumeError(f"resume={run_id!r}: no such run in this tracking store ({exc})") from None
     if run.info.status == "RUNNING" and owner.owner_alive(run.data.tags):
@@ -54,11 +53,11 @@ def load(run_id: str) -> dict:
         raise ResumeError(f"resume={run_id!r}: run {run.info.run_name!r} has no completed checkpoint "
                           f"(it stopped before its first epoch ended); start a new run instead")
     with tempfile.TemporaryDirectory() as tmp:
-        last = _load_last(tracking.download(f"runs:/{run_id}/checkpoints/last.pt", tmp), run_id)
+        last = _load_last(runs.download(f"runs:/{run_id}/checkpoints/last.pt", tmp), run_id)
         best = None
         if last["state"]["best_epoch"] >= 0:
             try:
-                best = torch.load(tracking.download(f"runs:/{run_id}/checkpoints/best.pt", tmp),
+                best = torch.load(runs.download(f"runs:/{run_id}/checkpoints/best.pt", tmp),
                                   map_location="cpu", weights_only=True)
             except Exception:  # died before the first best.pt was complete: see genreclf.models.cnn.checkpoints
                 best = None

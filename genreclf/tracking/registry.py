@@ -19,7 +19,7 @@ from mlflow.pyfunc import PyFuncModel, PythonModel
 
 import genreclf
 from genreclf.errors import UserError
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -54,7 +54,7 @@ def load_alias(name: str, alias: str) -> tuple[PythonModel, str]:
 def registered_aliases(name: str) -> dict[str, str] | None:
     """alias -> version of a registered model, or None when no model of that name is registered."""
     try:
-        return {a: str(v) for a, v in tracking.client().get_registered_model(name).aliases.items()}
+        return {a: str(v) for a, v in runs.client().get_registered_model(name).aliases.items()}
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -62,20 +62,20 @@ def registered_aliases(name: str) -> dict[str, str] | None:
 
 
 def registered_model_names() -> list[str]:
-    return sorted(m.name for m in tracking.client().search_registered_models(max_results=1000))
+    return sorted(m.name for m in runs.client().search_registered_models(max_results=1000))
 
 
 def model_version(name: str, version: str) -> ModelVersion:
-    return tracking.client().get_model_version(name, str(version))
+    return runs.client().get_model_version(name, str(version))
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
-    tracking.client().set_registered_model_alias(name, alias, str(version))
+    runs.client().set_registered_model_alias(name, alias, str(version))
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
     for key, value in tags.items():
-        tracking.client().set_model_version_tag(name, str(version), key, str(value))
+        runs.client().set_model_version_tag(name, str(version), key, str(value))
 
 
 def log_pyfunc(code_file: str, *, artifacts: dict[str, str], input_example: pd.DataFrame,

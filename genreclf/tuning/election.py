@@ -12,7 +12,7 @@ import logging
 
 import optuna
 
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 from genreclf.tuning.storage import finished, worker_record
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,12 @@ def elect_parent(study: optuna.Study, lock, candidate: str | None, name: str) ->
     """
     with lock:
         parent = study.user_attrs.get("mlflow_parent_run_id")
-        if parent and tracking.run_exists(parent):
-            if tracking.in_active_experiment(parent):
+        if parent and runs.run_exists(parent):
+            if runs.in_active_experiment(parent):
                 return parent, False
             log.info("study %s: its earlier trials are under run %s in experiment %r; a new parent starts here",
-                     study.study_name, parent, tracking.experiment_name_of(parent))
-        parent = candidate or tracking.create_run(name, {"tune_role": "study"})
+                     study.study_name, parent, runs.experiment_name_of(parent))
+        parent = candidate or runs.create_run(name, {"tune_role": "study"})
         study.set_user_attr("mlflow_parent_run_id", parent)
         return parent, True
 
@@ -62,6 +62,6 @@ def counts(study: optuna.Study) -> dict:
 
 def refit_done_by_other(parent_id: str) -> dict:
     """What the parent run records of the refit another worker made (nothing yet, if it still runs)."""
-    parent = tracking.get_run(parent_id).data
+    parent = runs.get_run(parent_id).data
     return {**{k: v for k, v in parent.metrics.items() if k.startswith("test_")},
             "refit_run_id": parent.tags.get("refit_run_id"), "model_version": parent.tags.get("refit_model_version")}

@@ -36,7 +36,7 @@ from optuna.trial import TrialState
 
 from genreclf.config import ConfigError
 from genreclf.params import redact
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 from genreclf.tuning.search import Search
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,8 @@ def _after_stale(study: optuna.Study, trial, store: FileLock | None = None, why:
     log.warning("trial %d (worker %s) marked FAIL: %s; queued again", trial.number, trial.user_attrs.get("worker"), why)
     run_id = trial.user_attrs.get("mlflow_run_id")
     with store or FileLock(None):
-        if run_id and tracking.run_exists(run_id):
-            tracking.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": why})
+        if run_id and runs.run_exists(run_id):
+            runs.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": why})
     if trial.params:
         optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, trial)
 

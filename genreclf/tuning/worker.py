@@ -19,7 +19,7 @@ from typing import Callable
 import optuna
 import torch
 
-from genreclf.tracking import runs as tracking
+from genreclf.tracking import runs
 from genreclf.tuning.objectives import make_objective
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import SearchSpace, load_space
@@ -57,18 +57,18 @@ class TrialRun:
         tags = {"trial_number": self.trial.number, "optuna_state": "RUNNING", "study_name": self.search.study_name,
                 "tune_role": "trial", "searched_params": ",".join(sorted(params))}
         with self.store:
-            self._cm = tracking.start_run(name, f"tune_{self.search.kind}", self.search.kind,
+            self._cm = runs.start_run(name, f"tune_{self.search.kind}", self.search.kind,
                                           parent_run_id=self.search.parent_run_id,
                                           tags={k: str(v) for k, v in tags.items()})
             self.run_id = self._cm.__enter__()
-            tracking.log_params(dataclasses.asdict(cfg))
+            runs.log_params(dataclasses.asdict(cfg))
         self.trial.set_user_attr("mlflow_run_id", self.run_id)
 
     def report(self, step: int, metrics: dict[str, float], value: float) -> None:
         """Log one step's metrics, report ``value`` to Optuna, raise TrialPruned when told to."""
         t0 = time.perf_counter()
         with self.store:
-            tracking.log_metrics(metrics, step=step)
+            runs.log_metrics(metrics, step=step)
         self.last = float(value)
         self.trial.report(self.last, step)
         prune = self.trial.should_prune()
@@ -81,8 +81,8 @@ class TrialRun:
         if exc is not None and state == "FAIL":
             tags["fail_reason"] = f"{type(exc).__name__}: {exc}"[:500]
         with self.store:
-            tracking.set_tags(tags)
-            tracking.log_metrics(metrics)
+            runs.set_tags(tags)
+            runs.log_metrics(metrics)
             if exc is None or state == "PRUNED":
                 self._cm.__exit__(None, None, None)
             else:
@@ -146,10 +146,10 @@ def work(search: Search, objective: Callable, max_resource: int, on_trial: Calla
     queued retry always runs: if the dead trial was found only after every other slot was used, the
     retry is one trial over ``n_trials`` rather than a configuration silently never run.
     """
-    uri = tracking.configure(search.resolved.data.experiment)
+    uri = runs.configure(search.resolved.data.experiment)
     # trials nest under the study's parent, so they go where it is (under `mlflow run`: the experiment
     # of --experiment-name / MLFLOW_EXPERIMENT_NAME, not necessarily the `experiment` parameter)
-    tracking.use_experiment_of(search.parent_run_id)
+    runs.use_experiment_of(search.parent_run_id)
     if search.kind == "cnn" and search.n_workers > 1:  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.n_workers))
     space = load_space(search.space_path, type(search.resolved.section(search.kind)))
