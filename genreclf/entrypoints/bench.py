@@ -64,7 +64,7 @@ def main(resolved: Resolved) -> dict:
             results[name] = metrics
             rows += stage_rows
             runs.log_metrics({f"bench_{name}_{k}": float(v) for k, v in metrics.items()
-                                  if isinstance(v, (int, float))})
+                              if isinstance(v, (int, float))})
         df = table(rows)
         runs.log_table(df, "bench/bench_table.csv")
         markdown = to_markdown(df)

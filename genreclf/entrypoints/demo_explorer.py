@@ -84,7 +84,8 @@ def load_slots(alias: str) -> list[Slot]:
 
 
 def missing_message(name: str, alias: str, why: str) -> str:
-    entry = family_of_model(name).entry_point
+    family = family_of_model(name)
+    entry = family.entry_point if family else "train_<family>"
     text = (f"**{name}@{alias} is not available**: {why}. Train one with "
             f"`mlflow run . -e {entry} --env-manager local` (or `genreclf {entry}`); it is registered as "
             f"@{registry.CHALLENGER}")
@@ -181,7 +182,7 @@ class Explorer:
             probas = {s.family: self.proba(s, rgb) for s in self.loaded()}
             cam = self.cam_slot()
             top = probas[cam.family] if cam else None
-            out = {"gradcam": self.gradcam(rgb, max(top, key=top.get) if top else None)}  # its top genre
+            out = {"gradcam": self.gradcam(rgb, max(top, key=lambda g: top[g]) if top else None)}  # its top genre
             values, stats = self.features(rgb)
         predicted = time.perf_counter()
         out.update(figure=feature_figure(values, stats, truth), table=feature_table(values, stats),

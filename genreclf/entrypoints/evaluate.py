@@ -53,7 +53,7 @@ def main(resolved: Resolved) -> dict:
             curve = learning_curve(views, inputs, settings, curve_models, sizes)
             runs.log_table(curve, "evaluation/learning_curve.csv")
             runs.log_figure(report.learning_curve_figure(curve, f"{covers.source}: learning curve"),
-                                "evaluation/learning_curve.png")
+                            "evaluation/learning_curve.png")
         runs.log_metrics({"evaluate_seconds": time.perf_counter() - start})
     print_summary(text, speed, covers, views, cfg.repeats)
     print(f"wall time {time.perf_counter() - start:.0f}s, run {parent}")
@@ -87,14 +87,14 @@ def model_child(name: str, views: list, inputs: Inputs, settings: Settings, genr
         row = report.summary_row(name, compare.label(name), scores, genres)
         for _, s in scores.iterrows():
             runs.log_metrics({"split_accuracy": s["accuracy"], "split_macro_f1": s["macro_f1"]},
-                                 step=int(s["split"]))
+                             step=int(s["split"]))
         runs.log_metrics({k: v for k, v in row.items() if isinstance(v, float)})
         runs.log_table(scores.rename(columns={f"f1_{k}": f"f1_{g}" for k, g in enumerate(genres)}),
-                           "evaluation/splits.csv")
+                       "evaluation/splits.csv")
         cm = report.confusion(records, len(genres))
         runs.log_json({"genres": genres, "counts": cm.tolist(), "rows": "true", "cols": "predicted",
-                           "summed_over_splits": len(views)}, "evaluation/confusion_matrix.json")
+                       "summed_over_splits": len(views)}, "evaluation/confusion_matrix.json")
         runs.log_figure(confusion_figure(cm, genres, f"{compare.label(name)} - test folds of {len(views)} "
-                                             f"splits (accuracy {row['accuracy']:.1%})"),
-                            "evaluation/confusion_matrix.png")
+                                         f"splits (accuracy {row['accuracy']:.1%})"),
+                        "evaluation/confusion_matrix.png")
     return row

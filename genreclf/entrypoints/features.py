@@ -29,6 +29,6 @@ def main(resolved: Resolved) -> dict:
         runs.log_table(full.groupby("genre")[FEATURE_NAMES].mean().reset_index(), "features/genre_means.csv")
         runs.log_json({n: {"group": GROUP_OF[n]} for n in FEATURE_NAMES}, "features/feature_groups.json")
         runs.log_figures({f"features/dist_{g}.png": distribution_figure(table, covers.labels, covers.genres, g)
-                              for g in FEATURE_GROUPS})
+                          for g in FEATURE_GROUPS})
     log.info("features of %d covers in %.1fs (run %s)", len(covers), seconds, run_id)
     return {"run_id": run_id, "n_covers": len(covers), "features_seconds": seconds}

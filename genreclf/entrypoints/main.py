@@ -72,7 +72,7 @@ def main(resolved: Resolved) -> dict:
         runs.log_json(steps, "pipeline/steps.json")
         runs.log_metrics({f"{s['step']}_seconds": s["seconds"] for s in steps})
         runs.set_tags({"steps_reused": ",".join(reused) or "none",
-                           **{f"step_run_id.{s['step']}": s["run_id"] for s in steps}})
+                       **{f"step_run_id.{s['step']}": s["run_id"] for s in steps}})
     for s in steps:
         print(f"{s['step']:<10} {'reused' if s['reused'] else 'ran':<6} run {s['run_id']}  {s['seconds']:.1f}s")
     return {"run_id": parent, "steps": steps}

@@ -159,7 +159,7 @@ def promote_one(name: str, covers: CoverSet, labels: np.ndarray, encoded: list[b
             "champion_score": "" if champion_score is None else f"{champion_score:.6f}",
             "compared_with": "" if champion is None else champion, "promotion_run_id": run_id})
     runs.log_metrics({f"{short}_challenger_{metric}": score, f"{short}_champion_{metric}": champion_score,
-                          f"{short}_promoted": float(decision == "promoted")})
+                      f"{short}_promoted": float(decision == "promoted")})
     runs.set_tags({f"promotion_decision.{short}": decision, f"champion_version.{short}": record["champion_after"]})
     log.info("%s: challenger v%s %s=%.4f vs champion %s -> %s (%s)", name, challenger, metric, score,
              f"v{champion} {champion_score:.4f}" if champion_score is not None else "none", decision, reason)

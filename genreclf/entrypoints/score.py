@@ -67,8 +67,8 @@ def main(resolved: Resolved) -> dict:
         with tqdm(total=len(source.ids), initial=done, desc=f"scoring {source.path.name}", unit="cover") as bar:
             summary = batch.run_batch(source, out, manifest, cfg.chunk_size, model.predict, bar.update)
         runs.log_metrics({"n_inputs": len(source.ids), "n_scored": summary["n_scored"],
-                              "n_skipped": summary["n_skipped"], "n_ignored_files": source.ignored,
-                              **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
+                          "n_skipped": summary["n_skipped"], "n_ignored_files": source.ignored,
+                          **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
         runs.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
         if summary["skipped"]:
             runs.log_table(pd.DataFrame(summary["skipped"], columns=["id", "reason"]), "score/skipped.csv")
@@ -87,7 +87,7 @@ def score_on_spark(resolved: Resolved, cfg: ScoreConfig) -> dict:
                                               "engine": "spark"}) as run_id:
         summary = spark_score.run(cfg)
         runs.log_metrics({"n_scored": summary["n_scored"], "n_skipped": summary["n_skipped"],
-                              **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
+                          **{f"count_{g}": c for g, c in summary["genre_counts"].items()}})
         runs.log_json({k: v for k, v in summary.items() if k != "skipped"}, "score/summary.json")
     log.info("spark: scored %d covers, skipped %d (%s) -> %s", summary["n_scored"], summary["n_skipped"],
              summary["genre_counts"], cfg.output)

@@ -1,20 +1,18 @@
 """The run skeleton every entry point shares:
 
     configure MLflow -> load the covers -> start the run -> log config, parameters and cover set
-    -> (the entry point's own work) -> log the model, register it @challenger with provenance tags
+    -> (the entry point's own work) -> the model's provenance tags for its registered version
 
-An entry point reads as its own steps on top of these three functions.
+An entry point reads as its own steps on top of these functions (``serving.cover_model.log_cover_model``
+logs and registers the model).
 """
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from genreclf.config import Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
-from genreclf.models import Family
-from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import runs
 
 SUMMARY_METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
@@ -47,9 +45,3 @@ def provenance(covers: CoverSet, run_id: str | None, family: str, metrics: dict[
     return {**{k: round(metrics[k], 4) for k in SUMMARY_METRICS if k in metrics}, **extra,
             "data_digest": covers.digest[:20], "genres": ",".join(covers.genres), "git_commit": runs.git_commit(),
             "source_run_id": run_id, "model_family": family}
-
-
-def register(family: Family, write: Callable[[Path], dict[str, str]], meta: dict[str, Any], covers: CoverSet,
-             register: bool, tags: dict[str, Any]) -> tuple[str, str | None]:
-    """Log the family's pyfunc to the active run and register it @challenger when ``register``."""
-    return log_cover_model(family, write, meta, covers, register, tags)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from genreclf.config import Resolved
-from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance, register
+from genreclf.entrypoints.skeleton import entry_run, open_covers, provenance
 from genreclf.metrics import evaluate_split
 from genreclf.models import Family, family_of_entry, resolve_callable
+from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import runs
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def train(family: Family, resolved: Resolved, *, fit_splits: tuple[str, ...] = (
         for split, proba in trained.proba.items():
             labels = covers.labels[covers.indices(split)]
             metrics.update(runs.log_evaluation(evaluate_split(split, labels, proba, covers.genres, name)))
-        model_uri, version = register(family, trained.write, trained.meta, covers, cfg.register,
+        model_uri, version = log_cover_model(family, trained.write, trained.meta, covers, cfg.register,
                                       provenance(covers, run_id, family.name, metrics))
     log.info("%s: val accuracy %s, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
              f"{metrics['val_accuracy']:.3f}" if "val_accuracy" in metrics else "- (fitted on val)",

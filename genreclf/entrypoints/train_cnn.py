@@ -23,11 +23,12 @@ from matplotlib.ticker import MaxNLocator
 
 from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
-from genreclf.entrypoints.skeleton import entry_run, provenance, register
+from genreclf.entrypoints.skeleton import entry_run, provenance
 from genreclf.metrics import evaluate_split
 from genreclf.models.cnn import FAMILY, backbones, checkpoints, distributed, gradcam, predictor
 from genreclf.models.cnn import fit as cnn
 from genreclf.plotting import plt
+from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import checkpoints as run_checkpoints
 from genreclf.tracking import runs
 
@@ -140,10 +141,10 @@ def _lead(resolved: Resolved) -> dict:
         runs.log_figure(curves_figure(result.history, result.best_epoch, name), "curves/training_curves.png")
         metrics = evaluate(result, covers, cfg, name)
         runs.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                              "fit_seconds": time.perf_counter() - start})
+                          "fit_seconds": time.perf_counter() - start})
         tags = provenance(covers, run_id, "cnn", metrics, backbone=cfg.backbone, image_size=cfg.image_size)
-        model_uri, version = register(FAMILY, predictor.weights_writer(result.model), predictor.meta_for(cfg, covers),
-                                      covers, cfg.register, tags)
+        model_uri, version = log_cover_model(FAMILY, predictor.weights_writer(result.model),
+                                             predictor.meta_for(cfg, covers), covers, cfg.register, tags)
         run_checkpoints.prune(run_id, cfg.keep_checkpoints)  # finished: resume no longer needs them
     log.info("%s: val macro-F1 %.3f, test accuracy %.3f, test macro-F1 %.3f; model %s (version %s)", name,
              metrics["val_macro_f1"], metrics["test_accuracy"], metrics["test_macro_f1"], model_uri, version)
@@ -157,9 +158,9 @@ def evaluate(result: cnn.FitResult, covers: CoverSet, cfg: CNNConfig, name: str)
     proba_va = cnn.predict(result.model, covers, va, cfg, result.device)
     proba_te = cnn.predict(result.model, covers, te, cfg, result.device)
     metrics = {**runs.log_evaluation(evaluate_split("val", covers.labels[va], proba_va, covers.genres, name),
-                                         step=len(result.history)),
+                                     step=len(result.history)),
                **runs.log_evaluation(evaluate_split("test", covers.labels[te], proba_te, covers.genres, name))}
     if cfg.gradcam_per_genre > 0:
         runs.log_figures(gradcam.galleries(result.model, cfg.backbone, cfg.image_size, covers.images[te],
-                                               covers.labels[te], proba_te, covers.genres, cfg.gradcam_per_genre))
+                                           covers.labels[te], proba_te, covers.genres, cfg.gradcam_per_genre))
     return metrics

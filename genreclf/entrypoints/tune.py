@@ -76,7 +76,7 @@ def run_tuning(kind: str, resolved: Resolved) -> dict:
                    tags={"study_name": name, "tune_role": "study"}) as parent_id:
         if project_run and project_run != parent_id:  # `mlflow run` joining a study: point at its parent
             runs.tag_run(project_run, {"tune_parent_run_id": parent_id, "study_name": name,
-                                           "tune_role": "continuation"})
+                                       "tune_role": "continuation"})
             runs.rename_run(project_run, f"tune-{name}-continued")
         runs.log_text(Path(space.path).read_text(), "tune/search_space.yaml")
         search = Search(kind, shared, name, url, parent_id, tune.n_trials,
@@ -153,7 +153,7 @@ def refit(kind: str, study: optuna.Study, covers: CoverSet, resolved: Resolved, 
     test = {k: v for k, v in result.items() if k.startswith("test_") and isinstance(v, (int, float))}
     runs.log_metrics(test)
     runs.set_tags({"refit_trial": best.number, "refit_run_id": result.get("run_id"),
-                       "refit_model_version": result.get("model_version")})
+                   "refit_model_version": result.get("model_version")})
     log.info("refit of trial %d: test macro-F1 %.4f (run %s, model version %s)", best.number,
              test.get("test_macro_f1", float("nan")), result.get("run_id"), result.get("model_version"))
     return {**test, "refit_run_id": result.get("run_id"), "model_version": result.get("model_version")}

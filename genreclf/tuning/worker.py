@@ -58,8 +58,8 @@ class TrialRun:
                 "tune_role": "trial", "searched_params": ",".join(sorted(params))}
         with self.store:
             self._cm = runs.start_run(name, f"tune_{self.search.kind}", self.search.kind,
-                                          parent_run_id=self.search.parent_run_id,
-                                          tags={k: str(v) for k, v in tags.items()})
+                                      parent_run_id=self.search.parent_run_id,
+                                      tags={k: str(v) for k, v in tags.items()})
             self.run_id = self._cm.__enter__()
             runs.log_params(dataclasses.asdict(cfg))
         self.trial.set_user_attr("mlflow_run_id", self.run_id)

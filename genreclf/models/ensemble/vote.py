@@ -31,20 +31,18 @@ FEATURES = slice(-len(FEATURE_NAMES), None)  # the descriptors end with the 25 f
 
 
 class VoteEnsemble:
-    """Forest + SVM on the descriptors (+ the 25 features' forest), probabilities averaged.
+    """Forest + SVM on the descriptors + the 25 features' forest, probabilities averaged.
 
-    ``classes_`` of each member are the genre indices seen in training. ``features_forest`` may be
-    None: the vote then has only the two members on the descriptors.
+    ``classes_`` of each member are the genre indices seen in training.
     """
 
     def __init__(self, forest: RandomForestClassifier, svm, c: float,
-                 features_forest: RandomForestClassifier | None = None):
+                 features_forest: RandomForestClassifier):
         self.forest, self.svm, self.c, self.features_forest = forest, svm, c, features_forest
 
     def members(self) -> list[tuple[Any, slice]]:
         """(model, the descriptor columns it reads) for each member of the vote."""
-        out: list[tuple[Any, slice]] = [(self.forest, slice(None)), (self.svm, slice(None))]
-        return out + ([(self.features_forest, FEATURES)] if self.features_forest is not None else [])
+        return [(self.forest, slice(None)), (self.svm, slice(None)), (self.features_forest, FEATURES)]
 
     def predict_proba(self, X: np.ndarray, n_genres: int) -> np.ndarray:
         members = self.members()

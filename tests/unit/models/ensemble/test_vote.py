@@ -6,7 +6,7 @@ import numpy as np
 from genreclf.data import synthetic
 from genreclf.features.cover25 import FEATURE_NAMES, extract
 from genreclf.features.descriptors import describe
-from genreclf.models.ensemble.vote import FEATURES, VoteEnsemble, fit_vote
+from genreclf.models.ensemble.vote import FEATURES, fit_vote
 
 
 def _data(n: int, seed: int):
@@ -29,9 +29,6 @@ def test_three_members_vote_with_equal_weight():
     np.testing.assert_allclose(p[:, :3], sum(parts) / 3)
     assert (p[:, 3] == 0).all() and np.allclose(p.sum(axis=1), 1.0)
     assert (p.argmax(1) == yv).mean() > 0.8
-    # without the features' forest: the two members on the descriptors, averaged
-    two = VoteEnsemble(model.forest, model.svm, model.c)
-    np.testing.assert_allclose(two.predict_proba(Xv, 4)[:, :3], (parts[0] + parts[1]) / 2)
 
 
 def test_the_features_forest_reads_the_25_features():
