@@ -16,6 +16,7 @@ from dataclasses import fields
 from genreclf.commands import commands, mlproject_text
 from genreclf.config import SECTIONS, Resolved, resolve
 from genreclf.errors import UserError
+from genreclf.params import redact
 from genreclf.progress import quiet_library_bars
 from genreclf.serving.payloads import predict_files
 from genreclf.tracking.runs import name_project_run
@@ -100,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if full is None:
             raise  # a bug: keep its traceback
         # a full disk is the environment's, not a bug: one line, not 16 chained tracebacks
-        why = next((ln for ln in str(full).splitlines() if "full" in ln or "space" in ln), str(full))[:200]
+        why = redact(next((ln for ln in str(full).splitlines() if "full" in ln or "space" in ln), str(full)))[:200]
+        store = redact(os.environ.get("MLFLOW_TRACKING_URI", "mlflow.db, mlruns/"))  # a URI may hold a password
         print(f"genreclf {args.command}: error: the disk is full ({why}); "
-              f"free space for the MLflow store ({os.environ.get('MLFLOW_TRACKING_URI', 'mlflow.db, mlruns/')}) "
+              f"free space for the MLflow store ({store}) "
               f"and the cache, then rerun; the run is marked FAILED (by the next genreclf command if the store "
               f"cannot be written now)",
               file=sys.stderr)

@@ -144,7 +144,7 @@ class PromoteConfig:
 class ServeConfig:
     host: str = opt("127.0.0.1", "address the demo binds (anything else is an explicit choice)", "nonempty")
     port: int = opt(7860, "TCP port of the demo", (1, 65535))
-    alias: str = opt("champion", "registry alias both models are loaded by", "nonempty")
+    alias: str = opt("champion", "registry alias the demo loads every family's model by", "nonempty")
     max_upload_mb: float = opt(10.0, "largest uploaded cover, in MB", (0.01, 1024.0))
 
 

@@ -204,13 +204,21 @@ def coerce(cls: type, name: str, value: Any) -> Any:
         raise ConfigError(f"parameter {name}={value!r}: expected {type(default).__name__}") from None
 
 
-def redact(value: Any) -> Any:
-    """A URL's password (``scheme://user:secret@host``) replaced by ``***``; other values unchanged.
+# userinfo password: it runs to the LAST '@' that a host follows (a host, then '/', '?', '#', blank or the end), since
+# people paste passwords with '@', '/' or ':' unencoded; it never spans blanks or the next URL's '://'. An '@' later
+# in a path or query makes it hide too much, never too little.
+_USERINFO_PASSWORD = re.compile(r"://([^:/@\s]*):(?:(?!://)\S)*@(?=[^@\s/?#]+(?:[/?#\s]|$))")
+# query and libpq keyword passwords: ?password=, &password=, sslpassword=, passwd=, "host=db password=x"
+_KEYWORD_PASSWORD = re.compile(r"(?i)((?:^|[?&;\s])\w*(?:password|passwd))=[^&#\s]*")
 
-    Used wherever a configuration is written (the run's config.yaml, logged parameters)."""
+
+def redact(value: Any) -> Any:
+    """Every URL password (``scheme://user:secret@host``, ``?password=secret``, ``&sslpassword=secret``) replaced by
+    ``***``, in each URL of a string; other values unchanged.
+
+    Used wherever a configuration is written (the run's config.yaml, logged parameters) or a URL is shown."""
     if isinstance(value, str):
-        # a password may hold '/' (not '@': URLs percent-encode it), so it ends at the first '@'
-        return re.sub(r"://([^:/@\s]*):[^@\s]*@", r"://\1:***@", value)
+        return _KEYWORD_PASSWORD.sub(r"\1=***", _USERINFO_PASSWORD.sub(r"://\1:***@", value))
     return value
 
 

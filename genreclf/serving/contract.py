@@ -11,8 +11,10 @@ INVALID_PARAMETER_VALUE that names the row, which the scoring server turns into 
 Every request has a budget, checked before anything large is allocated: at most MAX_ROWS rows,
 MAX_FILE_BYTES per encoded cover and MAX_REQUEST_BYTES in all, and each cover's decode is refused
 from its header when its raster would exceed ``images.MAX_DECODE_BYTES`` (bytes, not pixels: a
-16-bit image costs twice an 8-bit one). Covers are decoded one at a time, so a request holds at most
-its encoded bytes plus the decoded covers at the model's (small) decode size.
+16-bit image costs twice an 8-bit one, and every conversion copy is counted). Covers are decoded one
+at a time, so a request holds at most its encoded bytes plus the decoded covers at the model's (small)
+decode size. In ``mlflow models serve``, :mod:`genreclf.serving.request_guard` checks the raw body against
+the same limits before MLflow parses it.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from mlflow.models.signature import ModelSignature
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 
+from genreclf.data.decode_limits import DecodeTimeout
 from genreclf.data.images import MAX_FILE_BYTES, BadImageError, as_rgb, encode
 from genreclf.tracking.mlflow_compat import ReasonOnlyException
 
@@ -64,6 +67,10 @@ def input_example(covers: list[np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [encode(c, "JPEG") for c in covers]})
 
 
+def too_many_rows(n: int) -> str:
+    return f"{n} rows is over the limit of {MAX_ROWS} covers per request; send them in smaller batches"
+
+
 def rows_of(model_input) -> list:
     """The per-row cover objects of any accepted input shape."""
     if isinstance(model_input, pd.DataFrame):
@@ -91,8 +98,7 @@ def decode_rows(model_input, size: int) -> list[np.ndarray]:
     if not rows:
         raise bad_input("empty input: send at least one cover")
     if len(rows) > MAX_ROWS:
-        raise bad_input(f"{len(rows)} rows is over the limit of {MAX_ROWS} covers per request; "
-                        f"send them in smaller batches")
+        raise bad_input(too_many_rows(len(rows)))
     total = sum(len(r) for r in rows if isinstance(r, (bytes, bytearray, str)))
     if total > MAX_REQUEST_BYTES:
         raise bad_input(f"{total} bytes of covers is over the limit of {MAX_REQUEST_BYTES} per request")
@@ -110,7 +116,7 @@ def decode_rows(model_input, size: int) -> list[np.ndarray]:
             raise bad_input(f"row {i}: {len(obj)} bytes is over the {MAX_BYTES} byte limit per cover")
         try:
             out.append(as_rgb(obj, size, name=f"row {i}"))
-        except BadImageError as exc:
+        except (BadImageError, DecodeTimeout) as exc:
             raise bad_input(str(exc)) from None
         except Exception as exc:  # an odd object in a Python call: still the caller's input, still a 400
             raise bad_input(f"row {i}: not an image ({type(exc).__name__})") from None

@@ -1,28 +1,33 @@
-"""Two answers of MLflow's scoring server that come before the model sees a request, made short 400s.
+"""Guards of MLflow's scoring server, installed in the server process when it loads the model.
 
-``mlflow models serve`` parses the JSON body itself, before the model (a private MLflow function, see
-``genreclf.tracking.mlflow_compat``), so:
+``mlflow models serve`` runs ``scoring_server.init(load_model(...))``; loading runs the model's code
+file, which calls :func:`install`, before ``init`` builds the app. :func:`install` then
 
-* JSON nested ~1,000 deep raises RecursionError there, which nothing catches: HTTP 500;
-* invalid JSON is a 400 whose message quotes the *whole* request body after the reason.
+* puts :func:`genreclf.serving.request_guard.guard` in front of the POST /invocations handler (via the
+  decorator ``init`` applies to it): body size, Content-Type and JSON structure are checked on the raw
+  request before MLflow reads or parses it;
+* wraps MLflow's JSON parser (a private function, see ``genreclf.tracking.mlflow_compat``), for callers
+  of ``scoring_server.invocations`` that bypass the app: JSON nested ~1,000 deep raises RecursionError
+  there (an HTTP 500), and invalid JSON is a 400 that quotes the whole body; both become one-line 400s.
 
-The model's code file runs in the server process when the server loads the model, and calls
-:func:`install` there: the parser is wrapped so both become a 400 that states the reason in one line.
-If the installed MLflow no longer has that parser, :func:`install` raises ``MlflowCompatError``
-naming it, rather than leaving MLflow's own answers in place unnoticed.
+If the installed MLflow no longer has either name, :func:`install` raises ``MlflowCompatError`` naming
+it, rather than leaving MLflow's own answers in place unnoticed.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from genreclf.serving import request_guard
 from genreclf.tracking import mlflow_compat
 
 MAX_REASON = 300  # characters of MLflow's reason kept in the answer
 
 
 def install() -> bool:
-    """Wrap the scoring server's JSON parser; True when installed now, False when it already was."""
-    return mlflow_compat.wrap_json_decoder(_guarded)
+    """Install both guards; True when the JSON parser's was installed now, False when it already was."""
+    installed = mlflow_compat.wrap_json_decoder(_guarded)
+    mlflow_compat.wrap_handler_decorator(request_guard.guard)
+    return installed
 
 
 def _guarded(original: Callable[[Any], Any]) -> Callable[[Any], Any]:

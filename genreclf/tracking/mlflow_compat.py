@@ -19,12 +19,16 @@ from mlflow.exceptions import MlflowException
 JSON_DECODER = "mlflow.pyfunc.scoring_server._decode_json_input"
 INVALID_INPUT = "mlflow.utils.proto_json_utils.MlflowInvalidInputException"
 MESSAGE = "mlflow.exceptions.MlflowException.message"
+HANDLER_DECORATOR = "mlflow.pyfunc.scoring_server._async_catch_mlflow_exception"
 
 PRIVATE: dict[str, str] = {
     JSON_DECODER: "parses the JSON body of every request to `mlflow models serve` before the model sees it; "
                   "wrap_json_decoder replaces it (by module attribute: the server looks it up on each call)",
     INVALID_INPUT: "the scoring server's 400 for a body it cannot parse (an internal module, not the documented "
                    "API); the guard re-raises it with a one-line reason",
+    HANDLER_DECORATOR: "the decorator the scoring server's init() puts on its POST /invocations handler, looked up "
+                       "when init() runs (after the model, and so genreclf, is loaded); wrap_handler_decorator "
+                       "puts genreclf's request guard in front of that handler, before the body is read",
     MESSAGE: "the instance attribute MlflowException.__init__ sets and the scoring server's invocations() "
              "rewrites to quote the whole request; ReasonOnlyException keeps its first value",
 }
@@ -88,6 +92,27 @@ def wrap_json_decoder(make: Callable[[Callable[[Any], Any]], Callable[[Any], Any
     setattr(wrapper, _GUARDED, True)
     module_name, _, attr = JSON_DECODER.rpartition(".")
     setattr(importlib.import_module(module_name), attr, wrapper)
+    return True
+
+
+def wrap_handler_decorator(guard: Callable[[Callable[..., Any]], Callable[..., Any]]) -> bool:
+    """Make the scoring server's handler decorator return ``guard(decorated handler)``, once per process.
+
+    Returns True when it installed the wrapper, False when one was installed already.
+    """
+    original = private(HANDLER_DECORATOR)
+    if not callable(original):
+        raise MlflowCompatError(HANDLER_DECORATOR, "no longer callable")
+    if is_guarded(original):
+        return False
+
+    @functools.wraps(original)
+    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+        return guard(original(handler))
+
+    setattr(decorate, _GUARDED, True)
+    module_name, _, attr = HANDLER_DECORATOR.rpartition(".")
+    setattr(importlib.import_module(module_name), attr, decorate)
     return True
 
 

@@ -1,8 +1,10 @@
 """Which process owns a RUNNING run: recorded as tags when a process opens a run, checked before
 another process continues it (``resume``) and when a run is found RUNNING with its owner gone.
 
-A run carries ``owner_host``, ``owner_pid`` and ``owner_started`` (the process's start time, so a
-recycled pid is not mistaken for the owner). Liveness can only be checked on the owner's host.
+A run carries the owner's identity (``tracking/liveness.py``) as ``owner_<part>`` tags: ``owner_host``,
+``owner_machine``, ``owner_boot``, ``owner_pidns``, ``owner_pid`` and ``owner_started`` (its start time,
+so a recycled pid is not mistaken for the owner). A run is reaped only when its owner is proven gone:
+an owner on another host or in another container is left alone.
 
 A run that fails gets its reason in the ``failure_reason`` tag. When the store itself cannot be
 written (a full disk), the reason waits in a file beside the cache until the next process that opens
@@ -11,36 +13,27 @@ a run in the experiment finds the run RUNNING with its owner gone and marks it F
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from pathlib import Path
+from typing import Mapping
 
-import psutil
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from genreclf.data.covers import cache_root
+from genreclf.tracking import liveness
 
 log = logging.getLogger(__name__)
-TAGS = ("owner_host", "owner_pid", "owner_started")
+PREFIX = "owner_"
+TAGS = tuple(PREFIX + part for part in ("host", "machine", "boot", "pidns", "pid", "started"))
 
 
 def owner_tags() -> dict[str, str]:
-    return {"owner_host": socket.gethostname(), "owner_pid": str(os.getpid()),
-            "owner_started": repr(psutil.Process().create_time())}
+    return {PREFIX + k: repr(v) if isinstance(v, float) else str(v) for k, v in liveness.identity().items()}
 
 
-def owner_alive(tags: dict[str, str]) -> bool | None:
-    """True/False for an owner on this host; None when unknown (no tags, or another host)."""
-    if tags.get("owner_host") != socket.gethostname() or "owner_pid" not in tags:
-        return None
-    try:
-        pid, started = int(tags["owner_pid"]), float(tags.get("owner_started", "nan"))
-        if pid == os.getpid():
-            return True
-        return abs(psutil.Process(pid).create_time() - started) < 1e-3
-    except (psutil.Error, ValueError):
-        return False
+def owner_alive(tags: Mapping[str, str]) -> bool | None:
+    """True/False for an owner this process can judge; None when unknown (no tags, another host or container)."""
+    return liveness.alive({k.removeprefix(PREFIX): v for k, v in tags.items() if k in TAGS})
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -25,6 +26,7 @@ from matplotlib.figure import Figure
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
@@ -38,6 +40,7 @@ from genreclf.tracking.experiments import activate, active_experiment_id
 from genreclf.tracking.names import display_name
 
 log = logging.getLogger(__name__)
+NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 
 
 def configure(experiment: str) -> str:
@@ -241,12 +244,23 @@ def get_run(run_id: str):
     return client().get_run(run_id)
 
 
-def run_exists(run_id: str) -> bool:
-    """Whether this tracking store holds an active (not deleted) run with this id."""
-    try:
-        return client().get_run(run_id).info.lifecycle_stage == "active"
-    except MlflowException:
-        return False
+def run_exists(run_id: str, attempts: int = 3, pause_s: float = 0.5) -> bool:
+    """Whether this tracking store holds an active (not deleted) run with this id.
+
+    Only the store's "no such run" means False: any other failure (a server down, a locked database) is
+    retried ``attempts`` times and then raised, since a caller that read it as "no run" would act on a
+    run that exists (elect a second parent, skip closing a trial's run)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return client().get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException as exc:
+            if exc.error_code == NOT_FOUND:
+                return False
+            if attempt == attempts:
+                raise
+            log.warning("looking up run %s failed (%s); trying again", run_id, exc.error_code)
+            time.sleep(pause_s * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def tag_run(run_id: str, tags: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ Workers agree through the study's user attributes in the Optuna storage, read an
 study lock (``storage.study_lock``: an advisory lock on PostgreSQL, so workers on every host):
 
 * ``mlflow_parent_run_id``: the study's one MLflow parent run - whoever starts first creates it;
-* ``refit_claim``: which worker refits the best trial - the first to see the study finished.
+* ``refit_claim``: which worker refits the best trial - the first to see the study finished; the claim
+  records the claimant's identity, so it expires with the claimant (``tracking/liveness.py``).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 
 import optuna
 
-from genreclf.tracking import runs
+from genreclf.tracking import liveness, runs
 from genreclf.tuning.storage import finished, worker_record
 
 log = logging.getLogger(__name__)
@@ -35,23 +36,40 @@ def elect_parent(study: optuna.Study, lock, candidate: str | None, name: str) ->
             log.info("study %s: its earlier trials are under run %s in experiment %r; a new parent starts here",
                      study.study_name, parent, runs.experiment_name_of(parent))
         parent = candidate or runs.create_run(name, {"tune_role": "study"})
+        lock.verify()
         study.set_user_attr("mlflow_parent_run_id", parent)
         return parent, True
 
 
 def claim_refit(study: optuna.Study, lock) -> bool:
     """Whether this worker refits: the first to finish claims the current best trial (study attribute
-    ``refit_claim``); the others, and a resume whose best has not changed, leave it."""
+    ``refit_claim``, with the claimant's identity); the others, and a resume whose best has not changed,
+    leave it. A claim whose claimant died before the refit finished is taken over; one whose claimant
+    cannot be judged (another host or container) stays with it."""
     if not any(t.state.name == "COMPLETE" for t in finished(study)):
         return True  # nothing to refit: summarise() and refit() say so
     with lock:
         best = study.best_trial.number
         claim = study.user_attrs.get("refit_claim")
         if claim is not None and claim.get("trial") == best:
-            log.info("trial %d is refitted by %s", best, claim.get("worker"))
-            return False
+            owner = claim.get("worker") or {}
+            if liveness.alive(owner) is not False or refitted(study, best):
+                log.info("trial %d is refitted by %s", best, liveness.describe(owner))
+                return False
+            log.warning("trial %d: the worker that claimed its refit (%s) is gone and the refit is not recorded; "
+                        "this worker takes it over", best, liveness.describe(owner))
+        lock.verify()  # the claim below is sound only while the lock still keeps the others out
         study.set_user_attr("refit_claim", {"trial": best, "worker": worker_record()})
         return True
+
+
+def refitted(study: optuna.Study, trial: int) -> bool:
+    """Whether the study's parent run records a finished refit of ``trial`` (``tune.refit`` tags it)."""
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if not parent:
+        return False
+    tags = runs.get_run(parent).data.tags
+    return tags.get("refit_trial") == str(trial) and bool(tags.get("refit_run_id"))
 
 
 def counts(study: optuna.Study) -> dict:

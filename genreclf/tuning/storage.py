@@ -6,12 +6,13 @@
   under the study lock (count finished + running, then ``ask``), so parallel workers never overshoot
   or duplicate. The study lock is a PostgreSQL advisory lock on PostgreSQL storages (one lock for
   every host; the server drops it when a worker dies) and a file lock next to the journal otherwise
-  (one host). Optuna's ``MaxTrialsCallback`` alone would overshoot: it stops a worker only *after*
-  its trial, so N workers can each start one at ``n_trials - 1``.
+  (one host); ``tuning/locks.py`` bounds every wait for them. Optuna's ``MaxTrialsCallback`` alone
+  would overshoot: it stops a worker only *after* its trial, so N workers can each start one at
+  ``n_trials - 1``.
 * Stale trials: a RUNNING trial whose worker process is gone (killed, OOM-killed) is marked FAIL,
   its MLflow run closed and its parameters queued again (``RetryFailedTrialCallback``) - found on
   RDB storages through Optuna's heartbeat (workers on any host), on journal files through the
-  host/pid each trial records.
+  worker identity each trial records (``tracking/liveness.py``).
 * Schema: two workers opening a fresh PostgreSQL storage at once would both create Optuna's tables
   (UniqueViolation); the first creates them under an advisory lock while the others wait.
 * MLflow from several processes: writes are serialised through a file lock when the store is
@@ -20,23 +21,19 @@
 """
 from __future__ import annotations
 
-import fcntl
 import functools
-import hashlib
 import logging
-import os
-import socket
 import warnings
 from pathlib import Path
 
 import optuna
-import psutil
-import sqlalchemy
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from genreclf.config import ConfigError
 from genreclf.params import redact
-from genreclf.tracking import runs
+from genreclf.tracking import liveness, runs
+from genreclf.tuning.locks import AdvisoryLock, FileLock
 from genreclf.tuning.search import Search
 
 log = logging.getLogger(__name__)
@@ -95,49 +92,6 @@ def is_postgres(url: str) -> bool:
     return url.startswith("postgresql")
 
 
-def _lock_key(name: str) -> int:
-    """A signed 64-bit advisory-lock key for ``name`` (stable across hosts and Python versions)."""
-    return int.from_bytes(hashlib.sha256(f"genreclf:{name}".encode()).digest()[:8], "big", signed=True)
-
-
-class AdvisoryLock:
-    """A PostgreSQL session-level advisory lock: one lock for workers on every host. Its connection
-    lives as long as the lock object; the server releases the lock when the holder's connection dies
-    (a killed worker never leaves it held)."""
-
-    def __init__(self, url: str, name: str):
-        self.key, self._held = _lock_key(name), False
-        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        self._conn: sqlalchemy.Connection | None = None
-
-    def acquire(self) -> None:
-        if self._held:
-            return
-        if self._conn is None:
-            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
-        self._held = True
-
-    def release(self) -> None:  # idempotent, like FileLock.release
-        if self._held and self._conn is not None:
-            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            self._held = False
-
-    def close(self) -> None:
-        self.release()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._engine.dispose()
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-
 class schema_lock:
     """Hold the advisory lock for Optuna's schema while a PostgreSQL storage is opened (creates tables)."""
 
@@ -193,34 +147,6 @@ def finished(study: optuna.Study) -> list:
 
 
 # ---------------------------------------------------------------- locks
-class FileLock:
-    """An exclusive POSIX lock on a file (released by the kernel when the process dies)."""
-
-    def __init__(self, path: Path | None):
-        self.path: Path | None = path
-        self._fd: int | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-    def acquire(self) -> None:
-        if self.path is not None and self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def release(self) -> None:  # idempotent: the trial releases the slot lock as soon as it is claimed
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-
 def store_lock(tracking_uri: str) -> FileLock:
     sqlite = tracking_uri.startswith("sqlite:///")
     return FileLock(Path(tracking_uri[len("sqlite:///"):]).resolve().with_suffix(".genreclf-lock") if sqlite else None)
@@ -241,20 +167,15 @@ def study_lock(storage: str, study_name: str, tracking_uri: str) -> StudyLock:
 
 # ---------------------------------------------------------------- stale trials
 def worker_record() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
-
-
-def _alive(worker: dict) -> bool:
-    try:
-        return abs(psutil.Process(worker["pid"]).create_time() - worker["started"]) < 1e-3
-    except (psutil.Error, KeyError, TypeError):
-        return False
+    """Which process runs a trial or holds the refit claim (``tracking/liveness.py``)."""
+    return liveness.identity()
 
 
 def reap_stale(study: optuna.Study, rdb: bool, store: FileLock | None = None) -> int:
     """Fail RUNNING trials whose worker is gone; call it holding the study lock.
 
-    RDB storages: Optuna's heartbeat (any host). Journal files: the host/pid each trial records - a
+    RDB storages: Optuna's heartbeat (any host). Journal files: the worker identity each trial records,
+    judged by ``liveness.alive`` (a worker on another host or in another container is left alone) - a
     trial without a worker record was created by a process that died before writing it.
     """
     if rdb:
@@ -263,10 +184,10 @@ def reap_stale(study: optuna.Study, rdb: bool, store: FileLock | None = None) ->
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # runs _after_stale on each one it fails
         return len(before - {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))})
-    host, n = socket.gethostname(), 0
+    n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker")
-        if worker is not None and (worker.get("host") != host or _alive(worker)):
+        if worker is not None and liveness.alive(worker) is not False:  # alive, or not ours to judge
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
@@ -281,9 +202,12 @@ def _after_stale(study: optuna.Study, trial, store: FileLock | None = None, why:
     """Close the dead trial's MLflow run and give its configuration another chance."""
     log.warning("trial %d (worker %s) marked FAIL: %s; queued again", trial.number, trial.user_attrs.get("worker"), why)
     run_id = trial.user_attrs.get("mlflow_run_id")
-    with store or FileLock(None):
-        if run_id and runs.run_exists(run_id):
-            runs.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": why})
+    try:
+        with store or FileLock(None):
+            if run_id and runs.run_exists(run_id):
+                runs.close_run(run_id, "KILLED", {"optuna_state": "FAIL", "fail_reason": why})
+    except MlflowException as exc:  # the retry below matters more than the run's status (reaped later)
+        log.warning("trial %d: could not close its run %s (%s)", trial.number, run_id, exc)
     if trial.params:
         optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, trial)
 

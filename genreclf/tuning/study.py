@@ -24,12 +24,13 @@ from genreclf.tuning.objectives import Objective
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import SearchSpace
 from genreclf.tuning.storage import finished
-from genreclf.tuning.worker import work, worker_main
+from genreclf.tuning.worker import Stall, stall_bound, work, worker_main
 
 log = logging.getLogger(__name__)
 # settings that do not change what a trial measures: a study may be resumed with other values
 NOT_MEASURED = {"n_jobs", "register", "device", "workers", "resume", "gradcam_per_genre", "tta",
                 "keep_checkpoints"}
+STOP_WAIT_S = 30  # how long a stopped worker gets to end (its trial's run closes, its locks go)
 
 
 def share_cores(kind: str, resolved: Resolved, n_workers: int) -> Resolved:
@@ -81,15 +82,13 @@ def run_search(search: Search, study: optuna.Study, objective: Objective, max_re
         bar.refresh()
     try:
         work(search, objective, max_resource, on_trial=update)
-        for p in procs:
-            p.join()
+        join_workers(procs, study, stall_bound(search.tune))
         # a worker that died left a stale trial behind: fail it, re-queue it and finish the budget here
         work(search, objective, max_resource, on_trial=update)
     except BaseException:
         for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
+            p.join(timeout=STOP_WAIT_S)
+        stop([p for p in procs if p.is_alive()])
         raise
     finally:
         update()
@@ -97,6 +96,34 @@ def run_search(search: Search, study: optuna.Study, objective: Objective, max_re
     for p in procs:
         if p.exitcode:
             log.warning("%s exited with code %s (a trial it left running was failed and re-queued)", p.name, p.exitcode)
+
+
+def join_workers(procs: list, study: optuna.Study, bound_s: float, poll_s: float = 5.0) -> None:
+    """Wait for the spawned workers while the study moves; stop the ones that are still running once no
+    trial has moved for ``bound_s`` (hung: their trials are failed and retried by this process)."""
+    stall = Stall(bound_s)
+    while alive := [p for p in procs if p.is_alive()]:
+        for p in alive:
+            p.join(timeout=poll_s / len(alive))
+        idle = stall.idle(study)
+        if idle >= bound_s and (hung := [p for p in procs if p.is_alive()]):
+            log.error("waited %.0f s for %s while no trial of the study moved: stopping them (their trials are "
+                      "failed and retried by this process)",
+                      idle, ", ".join(f"{p.name} (pid {p.pid})" for p in hung))
+            stop(hung)
+            return
+
+
+def stop(procs: list) -> None:
+    """Terminate, then kill what is left; every wait bounded."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout=STOP_WAIT_S)
+        if p.is_alive():
+            log.error("%s (pid %s) still runs %d s after SIGTERM: killing it", p.name, p.pid, STOP_WAIT_S)
+            p.kill()
+            p.join(timeout=STOP_WAIT_S)
 
 
 def bookkeeping_overhead(study: optuna.Study, since: datetime.datetime | None = None, wall_s: float | None = None,

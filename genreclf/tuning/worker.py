@@ -4,7 +4,7 @@ A trial records which process runs it (host, pid), samples its configuration fro
 opens a child run of the study's parent run, reports every step (per-step metrics to MLflow, the
 value to Optuna's pruner) and closes with tags ``trial_number`` / ``optuna_state`` and its timings.
 An exception, a NaN or an out-of-memory error makes it FAIL; the worker goes on with the next one.
-Storage, budget, stale trials and locks: ``tuning/storage.py``.
+Storage, budget, stale trials: ``tuning/storage.py``; locks: ``tuning/locks.py``.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from typing import Callable
 import optuna
 import torch
 
-from genreclf.tracking import runs
+from genreclf.tracking import liveness, runs
+from genreclf.tuning.locks import FileLock
 from genreclf.tuning.objectives import make_objective
 from genreclf.tuning.search import Search
 from genreclf.tuning.space import SearchSpace, load_space
 from genreclf.tuning.storage import (
-    FileLock,
     StudyLock,
     finished,
     is_rdb,
@@ -142,7 +142,8 @@ def work(search: Search, objective: Callable, max_resource: int, on_trial: Calla
     """Run trials until the study holds ``n_trials`` finished ones or the deadline passes.
 
     When every slot is taken but some trial still runs elsewhere (another worker, maybe on another
-    host), wait for it: it may die, and then this worker fails it (heartbeat) and runs its retry. A
+    host), wait for it: it may die, and then this worker fails it (heartbeat) and runs its retry. The
+    wait ends when no trial of the study moves for ``stall_bound`` seconds (see ``stalled``). A
     queued retry always runs: if the dead trial was found only after every other slot was used, the
     retry is one trial over ``n_trials`` rather than a configuration silently never run.
     """
@@ -158,16 +159,18 @@ def work(search: Search, objective: Callable, max_resource: int, on_trial: Calla
     study = open_study(search, open_storage(search.storage, search.n_workers, store, tune.heartbeat_interval,
                                             tune.grace_period), max_resource)
     stop_at = optuna.study.MaxTrialsCallback(search.n_trials, states=FINISHED_STATES)
+    stall = Stall(stall_bound(tune))
     while search.deadline is None or time.time() < search.deadline:
         slots.acquire()
         try:
             reap_stale(study, is_rdb(search.storage), store)
             if used_slots(study) >= search.n_trials and not queued(study):
-                if len(finished(study)) >= search.n_trials:
+                if len(finished(study)) >= search.n_trials or stalled(study, stall):
                     break
                 slots.release()
                 time.sleep(WAIT_S)  # a trial runs elsewhere: wait for it to finish or to be failed
                 continue
+            stall.reset()
             # a full gc costs ~0.3 s: worth it between CNN trials (tensors in cycles), not between forests
             study.optimize(lambda t: run_trial(t, search, space, objective, slots, store), n_trials=1,
                            catch=(Exception,), gc_after_trial=search.kind == "cnn", callbacks=[stop_at])
@@ -177,6 +180,50 @@ def work(search: Search, objective: Callable, max_resource: int, on_trial: Calla
         if on_trial:
             on_trial()
     return done
+
+
+class Stall:
+    """Seconds since the study last moved (a trial started, reported a step or ended)."""
+
+    def __init__(self, bound_s: float, clock: Callable[[], float] = time.monotonic):
+        self.bound_s, self.clock = bound_s, clock
+        self.reset()
+
+    def reset(self) -> None:
+        self._seen: tuple | None = None
+        self._since = self.clock()
+
+    def idle(self, study: optuna.Study) -> float:
+        now = progress(study)
+        if now != self._seen:
+            self._seen, self._since = now, self.clock()
+        return self.clock() - self._since
+
+
+def stall_bound(tune) -> float:
+    """How long a worker waits on trials of other workers while none of them moves: long enough for the
+    heartbeat to fail a dead worker's trial (RDB storages; journal storages fail it at once on this host)."""
+    return tune.grace_period + 2 * tune.heartbeat_interval
+
+
+def progress(study: optuna.Study) -> tuple:
+    return tuple((t.number, t.state.value, len(t.intermediate_values)) for t in study.get_trials(deepcopy=False))
+
+
+def stalled(study: optuna.Study, stall: Stall) -> bool:
+    """Whether to stop waiting for the trials that run elsewhere: none has moved for ``stall.bound_s``.
+
+    Such a trial belongs to a live worker that reports nothing for that long, or to one this process cannot
+    judge (another host or container, on a journal storage); it is left to its worker and the study stays
+    resumable: a later run fails the trial once its worker is gone and runs the retry."""
+    idle = stall.idle(study)
+    if idle < stall.bound_s:
+        return False
+    others = [f"trial {t.number} ({liveness.describe(t.user_attrs.get('worker') or {})})"
+              for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    log.warning("stopped waiting after %.0f s for %s: no trial moved in that time; the study stays resumable",
+                idle, ", ".join(others) or "the running trials")
+    return True
 
 
 def worker_main(search: Search) -> None:

@@ -72,16 +72,18 @@ class Cluster:
 class TrackingServer:
     """`mlflow server` on PostgreSQL with proxied artifacts (clients need no shared disk)."""
 
-    def __init__(self, backend: str, artifacts: Path, log: Path):
-        self.port, self.artifacts, self.log_path = free_port(), artifacts, log
+    def __init__(self, backend: str, artifacts: Path, log: Path, *args: str, **env: str):
+        """``args`` are more `mlflow server` options (e.g. ``--app-name basic-auth``), ``env`` more variables of
+        its environment (the auth app's configuration)."""
+        self.port, self.artifacts, self.log_path, self.env = free_port(), artifacts, log, env
         self.cmd = [script("mlflow"), "server", "--backend-store-uri", backend,
                     "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(self.port),
-                    "--workers", "1"]
+                    "--workers", "1", *args]
         self.uri = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 180) -> TrackingServer:
         self._log = open(self.log_path, "w")
-        env = subprocess_env(self.uri, self.artifacts.parent / "cache")
+        env = subprocess_env(self.uri, self.artifacts.parent / "cache", **self.env)
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         deadline = time.time() + timeout

@@ -25,8 +25,8 @@ from genreclf.models.persist import load_estimator, save_estimator
 
 log = logging.getLogger(__name__)
 HEADS = ("logistic", "svm")
-C_GRID: dict[str, tuple[float, ...]] = {"logistic": (0.001, 0.003, 0.01, 0.03, 0.1),
-                                        "svm": (0.0003, 0.001, 0.003, 0.01, 0.03)}
+C_GRID: dict[str, tuple[float, ...]] = {"logistic": (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+                                        "svm": (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03)}
 # types of a fitted head that skops does not trust by default (both heads; checked by a test)
 TRUSTED_TYPES = ["sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"]
 

@@ -1,5 +1,5 @@
-"""A cover whose decoder raises outside PIL's usual types: a named error in `predict`, the demo
-and a dataset, never a traceback."""
+"""A cover in a format outside the allow-list (a DDS, whose Pillow plugin would raise NotImplementedError):
+a named error in `predict`, the demo and a dataset, never a traceback."""
 from __future__ import annotations
 
 import struct
@@ -22,7 +22,7 @@ def test_predict_names_the_file_and_goes_on(tmp_path, capsys):
     bad.write_bytes(_dds())
     assert predict_files("models:/unused@champion", [str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"error: {bad}: not a decodable image (NotImplementedError: Unimplemented pixel format" in err
+    assert f"error: {bad}: not a decodable image (unknown or unsupported format" in err
     assert "Traceback" not in err
 
 
@@ -37,7 +37,7 @@ def test_dataset_skips_it_by_name(tmp_path, monkeypatch):
                                        "dedup_distance": 0})
     covers = load_covers(cfg, progress=False)
     (skip,) = covers.report["skipped_files"]
-    assert skip["sample_id"] == "jazz/odd.dds" and "NotImplementedError" in skip["reason"]
+    assert skip["sample_id"] == "jazz/odd.dds" and "unsupported format" in skip["reason"]
     assert len(covers) == 10
 
 
@@ -48,4 +48,5 @@ def test_demo_upload_shows_the_reason(tmp_path):
     ex = Explorer([], Gallery(), size=32, max_upload_mb=10.0)
     answer = ex.upload(str(bad))
     assert len(answer) == len(ex.outputs) + 1
-    assert answer[-2].startswith("⚠️ **Cannot use this upload**: odd.dds: not a decodable image (NotImplementedError")
+    assert answer[-2].startswith("⚠️ **Cannot use this upload**: odd.dds: not a decodable image "
+                                 "(unknown or unsupported format")
