@@ -36,7 +36,8 @@ README_MAX_LINES = 210
 # options of programs other than genreclf that the docs show (mlflow, torchrun, pip, pytest, ...)
 FOREIGN_OPTIONS = {
     "env-manager", "experiment-name", "backend-store-uri", "artifacts-destination", "host", "port", "workers",
-    "serve-artifacts", "default-artifact-root", "app-name", "no-conda", "build-image",  # mlflow
+    "serve-artifacts", "default-artifact-root", "app-name", "no-conda", "build-image", "allowed-hosts",
+    "enable-workspaces", "cors-allowed-origins",  # mlflow
     "standalone", "nproc-per-node", "nnodes", "rdzv-backend", "rdzv-endpoint", "rdzv-id", "node-rank",  # torchrun
     "master",  # spark-submit
     "upgrade", "extra-index-url", "index-url", "no-deps", "find-links",  # pip
