@@ -70,7 +70,7 @@ class CNNConfig:
     pretrained: bool = opt(True, "start from ImageNet weights (true | false; false = from scratch)", "any")
     weights_path: str = opt("", "local state_dict file used instead of downloading the ImageNet weights", "any")
     freeze: str = opt("none", "none | backbone | a stage name (e.g. layer2): freeze up to and including it",
-                      params.later("genreclf.models.cnn.backbones.freeze"))  # stage names depend on the backbone
+                      params.later("genreclf.nets.backbones.freeze"))  # stage names depend on the backbone
     lp_epochs: int = opt(0, "linear-probe warm-up epochs (backbone frozen) before unfreezing", (0, 10_000))
     epochs: int = opt(10, "training epochs (max, with early stopping)", (1, 10_000))
     batch_size: int = opt(32, "covers per training batch (>= 2: batch norm)", (2, 4096))

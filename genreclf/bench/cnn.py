@@ -22,12 +22,12 @@ from torch import nn
 
 from genreclf.config import CNNConfig
 from genreclf.data.covers import CoverSet
-from genreclf.models.cnn import backbones
 from genreclf.models.cnn import fit as cnn
 from genreclf.models.cnn.datasets import CoverDataset, image_loader
 from genreclf.models.cnn.device import Runtime
 from genreclf.models.cnn.loop import Phase, TrainState, train_one_epoch
-from genreclf.models.cnn.transforms import create_transform
+from genreclf.nets import backbones
+from genreclf.nets.transforms import create_transform
 
 
 def bare_steps(state: TrainState, steps: int) -> float:

@@ -40,10 +40,11 @@ from genreclf.config import CNNConfig, Resolved, RFConfig, TuneConfig
 from genreclf.data.images import decode_rgb, encode
 from genreclf.features import cover25
 from genreclf.models.cnn import FAMILY as CNN_FAMILY
-from genreclf.models.cnn import backbones, predictor
+from genreclf.models.cnn import predictor
 from genreclf.models.cnn.datasets import CoverDataset, image_loader
 from genreclf.models.cnn.device import pick_device
-from genreclf.models.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
+from genreclf.nets import backbones
+from genreclf.nets.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
 from genreclf.progress import progress_bar
 from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import registry, runs

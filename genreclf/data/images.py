@@ -174,16 +174,20 @@ def _scaling(img: Image.Image, rows: int) -> tuple[float, float] | None:
     return lo, (hi - lo) or 1.0
 
 
+def _scaled_to_uint8(band: Image.Image, mode: str, scale: tuple[float, float]) -> np.ndarray:
+    if mode == "I":
+        return np.clip(np.asarray(band, dtype=np.float64) / scale[1] * 255.0, 0, 255).astype(np.uint8)
+    arr = np.nan_to_num(np.asarray(band, dtype=np.float64))
+    return ((arr - scale[0]) / scale[1] * 255).astype(np.uint8)
+
+
 def _band_to_uint8(band: Image.Image, scale: tuple[float, float] | None) -> np.ndarray:
     mode = band.mode
+    if mode in ("I", "F"):  # their scale comes from a pass over the whole image first
+        return _scaled_to_uint8(band, mode, scale if scale is not None else (0.0, 1.0))
     if mode.startswith("I;16"):
         # integer scaling (v * 255 // 65535): no float copy
         return (np.asarray(band).astype(np.uint32) * 255 // 65535).astype(np.uint8)
-    if mode == "I":
-        return np.clip(np.asarray(band, dtype=np.float64) / scale[1] * 255.0, 0, 255).astype(np.uint8)
-    if mode == "F":
-        arr = np.nan_to_num(np.asarray(band, dtype=np.float64))
-        return ((arr - scale[0]) / scale[1] * 255).astype(np.uint8)
     if mode in ("1", "L"):
         return np.asarray(band.convert("L"), dtype=np.uint8)
     if mode in _COMPOSITE:

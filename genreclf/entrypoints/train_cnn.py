@@ -25,8 +25,9 @@ from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.entrypoints.skeleton import entry_run, provenance
 from genreclf.metrics import evaluate_split
-from genreclf.models.cnn import FAMILY, backbones, checkpoints, distributed, gradcam, predictor
+from genreclf.models.cnn import FAMILY, checkpoints, distributed, gradcam, predictor
 from genreclf.models.cnn import fit as cnn
+from genreclf.nets import backbones
 from genreclf.plotting import plt
 from genreclf.serving.cover_model import log_cover_model
 from genreclf.tracking import checkpoints as run_checkpoints

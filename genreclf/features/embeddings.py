@@ -21,8 +21,8 @@ from torch import nn
 
 from genreclf.data import cachefiles
 from genreclf.data.covers import CoverSet, cache_root
-from genreclf.models.cnn import backbones
-from genreclf.models.cnn.transforms import create_transform, flip_views, normalize, to_chw
+from genreclf.nets import backbones
+from genreclf.nets.transforms import create_transform, flip_views, normalize, to_chw
 from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)

@@ -83,7 +83,7 @@ async def _read_body(request) -> bytes:
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Callable[[], Awaitable[dict]]) -> Callable[[], Awaitable[dict]]:
+def _replay(body: bytes, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
     """An ASGI receive that yields the body already read, then defers to the connection (disconnects)."""
     sent = False
 

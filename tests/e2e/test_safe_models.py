@@ -49,9 +49,10 @@ def logged(tmp_path_factory, session_store):
 def test_model_is_code_plus_data_files_and_logging_warns_nothing(logged):
     files = {p.relative_to(logged["local"]).as_posix() for p in logged["local"].rglob("*") if p.is_file()}
     assert "python_model.pkl" not in files and not any(f.endswith((".pkl", ".joblib")) for f in files)
-    assert "rf.py" in files and any(f.endswith("random_forest.skops") for f in files)
+    assert "code_model.py" in files and any(f.endswith("meta.json") for f in files)
+    assert any(f.endswith("random_forest.skops") for f in files)
     mlmodel = yaml.safe_load((logged["local"] / "MLmodel").read_text())
-    assert mlmodel["flavors"]["python_function"]["model_code_path"].endswith("rf.py")
+    assert mlmodel["flavors"]["python_function"]["model_code_path"].endswith("code_model.py")
     noisy = [w for w in logged["warnings"] if "type hint" in w.lower() or "cloudpickle" in w.lower()]
     assert not noisy, noisy
 

@@ -24,8 +24,9 @@ from genreclf import config as C
 from genreclf.data.covers import load_covers
 from genreclf.data.images import encode
 from genreclf.entrypoints import train_cnn
-from genreclf.models.cnn import backbones, checkpoints
+from genreclf.models.cnn import checkpoints
 from genreclf.models.cnn import fit as cnn
+from genreclf.nets import backbones
 
 TINY = dict(data="synthetic:24", cache_size=64, image_size=64, backbone="resnet18", pretrained=False, epochs=2,
             batch_size=16, gradcam_per_genre=2, patience=0)

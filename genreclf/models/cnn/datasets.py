@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from genreclf.config import CNNConfig
 from genreclf.models.cnn import distributed
-from genreclf.models.cnn.transforms import to_chw
+from genreclf.nets.transforms import to_chw
 
 
 class CoverDataset(Dataset):

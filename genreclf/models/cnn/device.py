@@ -13,7 +13,7 @@ import torch
 
 from genreclf.errors import UserError
 from genreclf.models.cnn import distributed
-from genreclf.models.cnn.transforms import normalize
+from genreclf.nets.transforms import normalize
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from genreclf.data.covers import cache_root
 from genreclf.features.embeddings import view_features
-from genreclf.models.cnn import backbones, distributed
+from genreclf.models.cnn import distributed
+from genreclf.nets import backbones
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,12 @@ from genreclf.config import CNNConfig
 from genreclf.data.covers import CoverSet
 from genreclf.errors import UserError
 from genreclf.metrics import classification_metrics
-from genreclf.models.cnn import backbones, checkpoints, distributed, embeddings
+from genreclf.models.cnn import checkpoints, distributed, embeddings
 from genreclf.models.cnn.datasets import CoverDataset, image_loader
 from genreclf.models.cnn.device import Runtime
 from genreclf.models.cnn.loop import Phase, TrainState, evaluate, train_one_epoch
-from genreclf.models.cnn.transforms import create_transform, flip_views
+from genreclf.nets import backbones
+from genreclf.nets.transforms import create_transform, flip_views
 
 logger = logging.getLogger(__name__)
 OnEpoch = Callable[[int, dict], None]

@@ -20,8 +20,8 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from genreclf.models.cnn import backbones
-from genreclf.models.cnn.transforms import create_transform, normalize, to_chw
+from genreclf.nets import backbones
+from genreclf.nets.transforms import create_transform, normalize, to_chw
 
 
 def overlay(cam: np.ndarray, rgb: np.ndarray, image_weight: float = 0.55) -> np.ndarray:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from genreclf.config import CNNConfig
 from genreclf.models.cnn import distributed
 from genreclf.models.cnn.device import Runtime
-from genreclf.models.cnn.transforms import mean_softmax
+from genreclf.nets.transforms import mean_softmax
 from genreclf.progress import progress_bar
 
 

@@ -16,10 +16,10 @@ from genreclf.config import CNNConfig
 from genreclf.data.covers import CoverSet
 from genreclf.data.images import as_rgb
 from genreclf.errors import UserError
-from genreclf.models.cnn import backbones
 from genreclf.models.cnn.device import pick_device
 from genreclf.models.cnn.gradcam import explain
-from genreclf.models.cnn.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
+from genreclf.nets import backbones
+from genreclf.nets.transforms import create_transform, flip_views, mean_softmax, normalize, to_chw
 
 BATCH = 64  # covers per forward pass: bounded memory whatever the request size
 

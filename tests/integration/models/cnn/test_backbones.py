@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genreclf.models.cnn import backbones
+from genreclf.nets import backbones
 
 
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0", "convnext_tiny", "efficientnet_lite0"])

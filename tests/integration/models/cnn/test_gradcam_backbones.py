@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genreclf.models.cnn import backbones, gradcam
+from genreclf.models.cnn import gradcam
+from genreclf.nets import backbones
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_b0", "convnext_tiny", "efficientnet_lite0"])

@@ -5,7 +5,8 @@ import mlflow
 import numpy as np
 from PIL import Image
 
-from genreclf.models.cnn import backbones, gradcam
+from genreclf.models.cnn import gradcam
+from genreclf.nets import backbones
 from genreclf.tracking import runs as tracking
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genreclf.models.cnn import backbones, gradcam
+from genreclf.models.cnn import gradcam
+from genreclf.nets import backbones
 
 
 def test_overlay_is_a_cover_sized_uint8_heat_map():

