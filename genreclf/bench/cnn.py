@@ -22,7 +22,7 @@ from torch import nn
 
 from genreclf.config import CNNConfig
 from genreclf.data.covers import CoverSet
-from genreclf.models.cnn import fit as cnn
+from genreclf.models.cnn import training
 from genreclf.models.cnn.datasets import CoverDataset, image_loader
 from genreclf.models.cnn.device import Runtime
 from genreclf.models.cnn.loop import Phase, TrainState, train_one_epoch
@@ -114,7 +114,7 @@ def measure_probe_paths(covers: CoverSet, cfg: CNNConfig) -> dict:
         paths = (("embeddings_cold_s", True), ("embeddings_cached_s", True), ("backbone_every_epoch_s", False))
         for label, use in paths:
             start = time.perf_counter()
-            result = cnn.fit(covers, cfg, use_embeddings=use, progress=False)
+            result = training.fit(covers, cfg, use_embeddings=use, progress=False)
             out[label] = time.perf_counter() - start
             out[label.replace("_s", "_val_macro_f1")] = result.best_val_macro_f1
     out["speedup_cold"] = out["backbone_every_epoch_s"] / out["embeddings_cold_s"]

@@ -1,4 +1,4 @@
-"""Entry point ``train_cnn``: one MLflow run around ``cnn.fit`` - config, data, curves, evaluation on
+"""Entry point ``train_cnn``: one MLflow run around ``training.fit`` - config, data, curves, evaluation on
 the same split manifest and with the same metric names as the feature baseline, Grad-CAM galleries,
 and the registered pyfunc ``album-genre-cnn`` (alias challenger).
 
@@ -25,8 +25,7 @@ from genreclf.config import CNNConfig, DataConfig, Resolved, as_flat_dict
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.entrypoints.skeleton import entry_run, provenance
 from genreclf.metrics import evaluate_split
-from genreclf.models.cnn import FAMILY, checkpoints, distributed, gradcam, predictor
-from genreclf.models.cnn import fit as cnn
+from genreclf.models.cnn import FAMILY, checkpoints, distributed, gradcam, predictor, training
 from genreclf.nets import backbones
 from genreclf.plotting import plt
 from genreclf.serving.cover_model import log_cover_model
@@ -108,7 +107,7 @@ def _prepare(resolved: Resolved, progress: bool = True) -> tuple[Resolved, dict 
 def _follow(resolved: Resolved) -> dict:
     """Ranks > 0 under torchrun: the same covers and training as rank 0, nothing written to MLflow."""
     resolved, resume, covers = _prepare(resolved, progress=False)
-    cnn.fit(covers, resolved.cnn, resume=resume, progress=False)
+    training.fit(covers, resolved.cnn, resume=resume, progress=False)
     return {}
 
 
@@ -136,7 +135,7 @@ def _lead(resolved: Resolved) -> dict:
         if resume is not None:
             runs.set_tags({"resumed_after_epoch": resume["epoch"]})
         start = time.perf_counter()
-        result = cnn.fit(covers, cfg, resume=resume, on_epoch=lambda epoch, m: runs.log_metrics(m, step=epoch),
+        result = training.fit(covers, cfg, resume=resume, on_epoch=lambda epoch, m: runs.log_metrics(m, step=epoch),
                          checkpoint=run_checkpoints.save)
         runs.set_tags({"device": result.device, "torch_version": torch.__version__})
         runs.log_figure(curves_figure(result.history, result.best_epoch, name), "curves/training_curves.png")
@@ -153,11 +152,11 @@ def _lead(resolved: Resolved) -> dict:
             "epochs_run": len(result.history), **metrics}
 
 
-def evaluate(result: cnn.FitResult, covers: CoverSet, cfg: CNNConfig, name: str) -> dict[str, float]:
+def evaluate(result: training.FitResult, covers: CoverSet, cfg: CNNConfig, name: str) -> dict[str, float]:
     """Log val and test evaluations of the best model (and the Grad-CAM galleries); the metrics."""
     va, te = covers.indices("val"), covers.indices("test")
-    proba_va = cnn.predict(result.model, covers, va, cfg, result.device)
-    proba_te = cnn.predict(result.model, covers, te, cfg, result.device)
+    proba_va = training.predict(result.model, covers, va, cfg, result.device)
+    proba_te = training.predict(result.model, covers, te, cfg, result.device)
     metrics = {**runs.log_evaluation(evaluate_split("val", covers.labels[va], proba_va, covers.genres, name),
                                      step=len(result.history)),
                **runs.log_evaluation(evaluate_split("test", covers.labels[te], proba_te, covers.genres, name))}

@@ -6,7 +6,7 @@ back only in the refit, which evaluates the chosen configuration on them once.
 
 * RF: stratified k-fold macro-F1 on the train split, over the cached 25 features; the running mean
   is reported after each fold (so the pruner may stop a hopeless forest after fold 2).
-* CNN: ``cnn.fit`` on train, validation macro-F1 reported after each epoch (the pruner decides);
+* CNN: ``training.fit`` on train, validation macro-F1 reported after each epoch (the pruner decides);
   the trial's value is the best validation macro-F1 of the run (the weights ``fit`` keeps).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from genreclf.config import ConfigError, Resolved, TuneConfig
 from genreclf.data.covers import CoverSet, load_covers
 from genreclf.features.cover25 import features_for
-from genreclf.models.cnn import fit as cnn
+from genreclf.models.cnn import training
 from genreclf.models.rf.forest import fit_rf
 
 log = logging.getLogger(__name__)
@@ -77,5 +77,5 @@ def cnn_objective(search: CoverSet, progress: bool = True) -> Objective:
     def objective(cfg, report) -> float:
         def on_epoch(epoch: int, metrics: dict) -> None:
             report(epoch, metrics, metrics["val_macro_f1"])
-        return cnn.fit(search, cfg, on_epoch=on_epoch, progress=progress).best_val_macro_f1
+        return training.fit(search, cfg, on_epoch=on_epoch, progress=progress).best_val_macro_f1
     return objective

@@ -24,8 +24,7 @@ from genreclf import config as C
 from genreclf.data.covers import load_covers
 from genreclf.data.images import encode
 from genreclf.entrypoints import train_cnn
-from genreclf.models.cnn import checkpoints
-from genreclf.models.cnn import fit as cnn
+from genreclf.models.cnn import checkpoints, training
 from genreclf.nets import backbones
 
 TINY = dict(data="synthetic:24", cache_size=64, image_size=64, backbone="resnet18", pretrained=False, epochs=2,
@@ -119,7 +118,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     folder = Path(os.environ["GENRECLF_CACHE"]) / "embeddings"
     before = set(folder.glob("*.npy"))
     seen = []
-    result = cnn.fit(covers, cfg, on_epoch=lambda e, m: seen.append((e, m["val_macro_f1"])))
+    result = training.fit(covers, cfg, on_epoch=lambda e, m: seen.append((e, m["val_macro_f1"])))
     assert [e for e, _ in seen] == [0, 1, 2]
     cached = set(folder.glob("resnet18-*.npy")) - before
     assert len(cached) == 1 and np.load(cached.pop()).shape == (len(covers.indices("train", "val")), 2, 512)
@@ -128,7 +127,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     assert not torch.equal(initial["fc.weight"], after["fc.weight"].cpu())
     # a second fit (a tuning trial, a resumed run) reuses the file instead of running the backbone
     caplog.set_level("INFO", logger="genreclf.models.cnn.embeddings")
-    again = cnn.fit(covers, cfg)
+    again = training.fit(covers, cfg)
     assert any("from cache" in r.message for r in caplog.records)
     assert torch.equal(again.model.fc.weight, result.model.fc.weight)  # and is deterministic
 
@@ -139,7 +138,7 @@ def test_frozen_backbone_trains_head_on_embeddings_computed_once(workdir, caplog
     def prune(epoch, metrics):
         raise Pruned(epoch)
     with pytest.raises(Pruned):
-        cnn.fit(covers, cfg, on_epoch=prune)
+        training.fit(covers, cfg, on_epoch=prune)
     assert not torch.are_deterministic_algorithms_enabled()
 
 

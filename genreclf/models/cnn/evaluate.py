@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from genreclf.config import CNNConfig, EvaluateConfig
-from genreclf.models.cnn.fit import fit, predict
+from genreclf.models.cnn.training import fit, predict
 
 
 def scratch_config(options: EvaluateConfig, seed: int) -> CNNConfig:

@@ -8,7 +8,7 @@ import pytest
 
 from genreclf import config as C
 from genreclf.entrypoints import train_cnn
-from genreclf.models.cnn.fit import TrainingDiverged
+from genreclf.models.cnn.training import TrainingDiverged
 from genreclf.tracking import registry
 from genreclf.tracking import runs as tracking
 

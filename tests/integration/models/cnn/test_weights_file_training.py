@@ -8,7 +8,7 @@ import torchvision
 
 from genreclf import config as C
 from genreclf.data.covers import load_covers
-from genreclf.models.cnn import fit as cnn
+from genreclf.models.cnn import training
 
 PUBLISHED = "resnet18-f37072fd.pth"  # torchvision's file name for ResNet18_Weights.IMAGENET1K_V1
 
@@ -29,7 +29,7 @@ def test_training_starts_from_the_file_and_fine_tunes_it(imagenet_file, workdir)
                                           freeze="layer2", epochs=1,
                                           image_size=32, batch_size=8, lr=0.01, patience=0, device="cpu",
                                           workers=0, seed=1))
-    result = cnn.fit(covers, cfg, progress=False)
+    result = training.fit(covers, cfg, progress=False)
     tuned = {k: v.cpu() for k, v in result.model.state_dict().items()}
     frozen = [k for k in state if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")]
     trained = [k for k in state if k.startswith("layer4.") and k.endswith("weight")]
