@@ -115,7 +115,7 @@ def test_champions_exist_and_are_the_better_versions(study):
     for name, version in ((RF_MODEL_NAME, rf["champion"]), (CNN_MODEL_NAME, "1")):
         tags = registry.model_version(name, version).tags
         assert provenance <= set(tags) and any(k.startswith("source_run") for k in tags), (name, tags)
-    assert registry.model_version(CNN_MODEL_NAME, "1").tags["backbone"] == "resnet18"
+    assert registry.model_version(CNN_MODEL_NAME, "1").tags["backbone"] == C.CNNConfig().backbone
     promote = tracking.get_run(_steps(tracking, study["parents"][1])["promote"]["run_id"])
     assert promote.data.tags["promotion_decision.rf"] == "rejected"
     assert promote.data.tags["promotion_decision.cnn"] == "kept"

@@ -26,7 +26,7 @@ def test_table_is_cached_keyed_and_matches_the_serving_path(embedder, workdir, c
     with caplog.at_level("INFO", logger=E.__name__):
         again = E.embeddings_for(covers, embedder, progress=False)
     assert "from cache" in caplog.text and np.array_equal(again, table)
-    (path,) = (E.cache_root() / "embeddings").glob("pretrained-*.npy")
+    (path,) = (E.cache_root() / "embeddings").glob(f"pretrained-*-{embedder.key(covers)[:24]}.npy")
     assert f"{embedder.backbone}-64px-" in path.name
     path.write_bytes(path.read_bytes()[:-16])  # truncated: rebuilt, never used
     assert np.array_equal(E.embeddings_for(covers, embedder, progress=False), table)
