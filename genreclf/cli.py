@@ -19,7 +19,7 @@ from genreclf.errors import UserError
 from genreclf.params import redact
 from genreclf.progress import quiet_library_bars
 from genreclf.serving.payloads import predict_files
-from genreclf.tracking.runs import name_project_run
+from genreclf.tracking.project import name_project_run, tag_project_failure
 
 
 def _add_section_options(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         # our own errors carry actionable messages; show them without a library traceback
         print(f"genreclf {args.command}: error: {exc}", file=sys.stderr)
+        tag_project_failure(exc)
         return 2
     except Exception as exc:
         full = _disk_full(exc)

@@ -20,9 +20,11 @@ import pandas as pd  # noqa: E402
 
 from genreclf.config import DataConfig, Resolved, ServeConfig  # noqa: E402
 from genreclf.entrypoints.demo_explorer import ALL, GALLERY_MAX, Explorer, load_gallery, load_slots  # noqa: E402
+from genreclf.entrypoints.promote import recorded_data  # noqa: E402
 from genreclf.errors import UserError  # noqa: E402
 from genreclf.features import cover25  # noqa: E402
-from genreclf.tracking import runs  # noqa: E402
+from genreclf.models import FAMILIES  # noqa: E402
+from genreclf.tracking import registry, runs  # noqa: E402
 
 log = logging.getLogger(__name__)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -129,11 +131,24 @@ def launch(app: gr.Blocks, serve: ServeConfig, *, block: bool = True) -> str:
     return url
 
 
+def champions_data(data: DataConfig, alias: str) -> DataConfig:
+    """Without a ``data`` parameter, the gallery shows the test split of the data the shown versions
+    were trained on (as ``promote`` scores them), not the default Hugging Face set (offline: retries,
+    then an empty page)."""
+    runs.configure(data.experiment)
+    registered = set(registry.registered_model_names())
+    try:
+        return recorded_data([f.model_name for f in FAMILIES.values() if f.model_name in registered], data, alias)
+    except UserError as exc:  # families trained on different data: the gallery keeps the given data
+        log.warning("the gallery shows data=%s: %s", data.data, exc)
+        return data
+
+
 def main(resolved: Resolved) -> dict:
     data, serve = resolved.data, resolved.serve
     if serve.host not in LOOPBACK:
         log.warning("serving on %s: the demo is reachable from other machines", serve.host)
-    app = build_app(data, serve)
+    app = build_app(champions_data(data, serve.alias), serve)
     log.info("serving the demo on http://%s:%d (Ctrl+C to stop)", serve.host, serve.port)
     launch(app, serve, block=True)
     return {"host": serve.host, "port": serve.port}

@@ -51,18 +51,36 @@ def main(resolved: Resolved) -> dict:
         for name in names:
             results[name] = promote_one(name, covers, covers.labels[test], encoded, cfg, run_id)
         runs.log_json(results, "promotion/decisions.json")
+        ranked = rank_champions(results)
+        if len(ranked) > 1:  # champions of several families on one test split: say which one to use
+            runs.log_json(ranked, "promotion/ranking.json")
+            runs.set_tags({"best_model": f"{ranked[0]['model']}@{CHAMPION}"})
+            print(f"champions by {cfg.metric} on these {len(test)} test covers: " + "; ".join(
+                f"{r['model']} v{r['version']} {r['score']:.4f}" for r in ranked))
     return results
 
 
-def recorded_data(names: list[str], data: DataConfig) -> DataConfig:
-    """Without a ``data`` parameter (the built-in default), score on the data the challengers were
+def rank_champions(results: dict[str, dict]) -> list[dict]:
+    """Each family's champion after the decisions, best first by the promote metric (all were scored on
+    the same test covers, so the scores compare across families)."""
+    ranked = []
+    for name, r in results.items():
+        if r.get("champion_after") is None:
+            continue
+        score = r["challenger_score"] if r["champion_after"] == r["challenger_version"] else r["champion_score"]
+        ranked.append({"model": name, "version": r["champion_after"], "score": score, "metric": r["metric"]})
+    return sorted(ranked, key=lambda r: -r["score"])
+
+
+def recorded_data(names: list[str], data: DataConfig, alias: str = CHALLENGER) -> DataConfig:
+    """Without a ``data`` parameter (the built-in default), use the data the ``alias`` versions were
     trained on: each version's source run logged its resolved configuration (``config.yaml``), data
     section included - so no one has to repeat ``data=...`` and nothing reaches for Hugging Face."""
     if data.data != DEFAULT_DATA:
         return data
     recorded = {}
     for name in names:
-        version = (registry.registered_aliases(name) or {}).get(CHALLENGER)
+        version = (registry.registered_aliases(name) or {}).get(alias)
         run_id = version and registry.model_version(name, version).run_id
         if not run_id:
             continue
@@ -80,8 +98,8 @@ def recorded_data(names: list[str], data: DataConfig) -> DataConfig:
     if not recorded:
         return data
     chosen = next(iter(recorded.values()))
-    log.info("data not given: scoring on the data the challenger was trained on (data=%s, genres=%s)",
-             chosen.data, chosen.genres)
+    log.info("data not given: using the data the @%s was trained on (data=%s, genres=%s)",
+             alias, chosen.data, chosen.genres)
     return chosen
 
 
@@ -161,8 +179,6 @@ def promote_one(name: str, covers: CoverSet, labels: np.ndarray, encoded: list[b
     runs.log_metrics({f"{short}_challenger_{metric}": score, f"{short}_champion_{metric}": champion_score,
                       f"{short}_promoted": float(decision == "promoted")})
     runs.set_tags({f"promotion_decision.{short}": decision, f"champion_version.{short}": record["champion_after"]})
-    log.info("%s: challenger v%s %s=%.4f vs champion %s -> %s (%s)", name, challenger, metric, score,
-             f"v{champion} {champion_score:.4f}" if champion_score is not None else "none", decision, reason)
     print(f"{name}: {decision} - {reason}; @{CHAMPION} is v{record['champion_after']}")
     return record
 

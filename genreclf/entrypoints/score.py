@@ -73,7 +73,7 @@ def main(resolved: Resolved) -> dict:
         if summary["skipped"]:
             runs.log_table(pd.DataFrame(summary["skipped"], columns=["id", "reason"]), "score/skipped.csv")
     log.info("scored %d covers, skipped %d (%s); predictions in %s", summary["n_scored"], summary["n_skipped"],
-             summary["genre_counts"], out)
+             summary["genre_counts"], out.resolve())
     return {"run_id": run_id, "output": str(out), **summary}
 
 

@@ -6,6 +6,7 @@ Each step is the project's own entry point, run through ``mlflow.projects.run`` 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import mlflow
@@ -13,7 +14,24 @@ import mlflow.projects
 from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
-from genreclf.tracking.runs import client, search_runs
+from genreclf.tracking.owner import tag_failure
+from genreclf.tracking.runs import client, rename_run, search_runs
+
+
+def name_project_run(name: str) -> None:
+    """Under `mlflow run`, give the project run a readable name at once, so a run that fails before
+    its entry point names it properly is not left with MLflow's random one (``redolent-rat-490``)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        rename_run(run_id, name)
+
+
+def tag_project_failure(exc: BaseException) -> None:
+    """Under `mlflow run`, record why the command failed on the project run, which MLflow marks FAILED
+    without a reason when the error comes before the entry point's own run (unknown genre, no weights)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        tag_failure(client(), run_id, exc)
 
 
 def child_runs(experiment: str, parent_run_id: str) -> list[Run]:

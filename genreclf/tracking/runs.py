@@ -16,6 +16,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -86,14 +87,6 @@ def in_active_experiment(run_id: str) -> bool:
 
 def experiment_name_of(run_id: str) -> str:
     return mlflow.get_experiment(client().get_run(run_id).info.experiment_id).name
-
-
-def name_project_run(name: str) -> None:
-    """Under `mlflow run`, give the project run a readable name at once, so a run that fails before
-    its entry point names it properly is not left with MLflow's random one (``redolent-rat-490``)."""
-    run_id = os.environ.get("MLFLOW_RUN_ID")
-    if run_id:
-        rename_run(run_id, name)
 
 
 def rename_run(run_id: str, name: str) -> None:
@@ -219,7 +212,11 @@ def log_coverset(covers: CoverSet) -> None:
         source = HuggingFaceDatasetSource(path=covers.source[3:], split="train")
     else:
         try:
-            source = resolve_dataset_source(covers.source)
+            with warnings.catch_warnings():
+                # MLflow registers its local source class twice (bare paths and file:// URIs) and warns
+                # that the two identical candidates are ambiguous, on every run
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                source = resolve_dataset_source(covers.source)
         except MlflowException:  # "synthetic:N" has no MLflow resolver; the data_source tag keeps it
             source = None
     manifest = covers.manifest()

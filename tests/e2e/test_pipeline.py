@@ -119,6 +119,8 @@ def test_champions_exist_and_are_the_better_versions(study):
     promote = tracking.get_run(_steps(tracking, study["parents"][1])["promote"]["run_id"])
     assert promote.data.tags["promotion_decision.rf"] == "rejected"
     assert promote.data.tags["promotion_decision.cnn"] == "kept"
+    # both families' champions were scored on one test split: the run names the better one
+    assert promote.data.tags["best_model"] in {f"{RF_MODEL_NAME}@champion", f"{CNN_MODEL_NAME}@champion"}
 
 
 def test_cnn_champion_loads_in_a_fresh_process_on_cpu(study, tmp_path):

@@ -11,6 +11,10 @@ SHOWN = DataConfig(data="synthetic:12", cache_size=64, genres="HipHop,Rock,Pop,E
 
 def test_covers_of_unknown_genres_get_a_caveat_and_repeats_are_cached(workdir):
     train.main(Resolved("train_rf", {"data": TRAINED, "rf": RFConfig(n_estimators=20, n_jobs=1)}))
+    # no data given: the gallery shows the data the shown versions were trained on, not the default set
+    recorded = demo.champions_data(DataConfig(), "challenger")
+    assert (recorded.data, recorded.genres, recorded.cache_size) == (TRAINED.data, TRAINED.genres, 64)
+    assert demo.champions_data(SHOWN, "challenger") is SHOWN  # given data is kept
     ex = demo.Explorer(demo.load_slots("challenger"), demo.load_gallery(SHOWN), SHOWN.cache_size, 2)
     assert ex.unknown_genres() == ["Electronic"]
     status = demo.status_text(ex, SHOWN)
