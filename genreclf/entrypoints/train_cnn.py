@@ -137,7 +137,8 @@ def _lead(resolved: Resolved) -> dict:
         start = time.perf_counter()
         result = training.fit(covers, cfg, resume=resume, on_epoch=lambda epoch, m: runs.log_metrics(m, step=epoch),
                          checkpoint=run_checkpoints.save)
-        runs.set_tags({"device": result.device, "torch_version": torch.__version__})
+        runs.set_tags({"device": result.device, "torch_version": torch.__version__,
+                       **{f"weights_{k}": v for k, v in result.weights.items()}})  # which ImageNet file, exactly
         runs.log_figure(curves_figure(result.history, result.best_epoch, name), "curves/training_curves.png")
         metrics = evaluate(result, covers, cfg, name)
         runs.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),

@@ -66,6 +66,14 @@ def test_speed_check_runs_only_with_the_reference_row(workdir, capsys):
     result = evaluate.main(resolved_for(models="majority,rf_ours", learning_curve=""))
     assert result["speed"] == {} and "feature extraction" not in capsys.readouterr().out
 
+
+def test_finetune_row_trains_the_pretrained_network_on_each_split(workdir, capsys):
+    result = evaluate.main(resolved_for(models="majority,finetune", finetune_epochs=2, finetune_size=64,
+                                        learning_curve=""))
+    rows = result["table"].set_index("model")
+    assert list(rows.index) == ["majority", "finetune"] and (rows["splits"] == 2).all()
+    assert rows.loc["finetune", "accuracy"] > rows.loc["majority", "accuracy"] + 0.2  # ImageNet features learn
+
 @pytest.mark.parametrize("explicit, message", [
     ({"models": "rf_ours,svm"}, "unknown model(s) ['svm']"),
     ({"learning_curve": "10,many"}, "learning_curve='10,many'"),

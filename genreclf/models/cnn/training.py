@@ -66,7 +66,7 @@ def build_state(covers: CoverSet, cfg: CNNConfig, resume: dict | None = None) ->
         logger.warning("image_size=%d is larger than the cached covers (%d px): they are upsampled; "
                        "use cache_size >= image_size", cfg.image_size, covers.images.shape[1])
     torch.manual_seed(cfg.seed)  # the new head (and the whole net when not pretrained)
-    model = backbones.create_model(cfg.backbone, len(covers.genres), cfg.pretrained, cfg.weights_path)
+    model, weights = backbones.build(cfg.backbone, len(covers.genres), cfg.pretrained, cfg.weights_path)
     backbones.freeze(model, cfg.backbone, cfg.freeze)  # validates the stage name before any work
     model.to(rt.device, memory_format=torch.channels_last if rt.channels_last else torch.preserve_format)
     n_train = distributed.shard_len(len(covers.indices("train")))  # per process under torchrun
@@ -77,7 +77,7 @@ def build_state(covers: CoverSet, cfg: CNNConfig, resume: dict | None = None) ->
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.warmup_epochs * steps, cfg.epochs * steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    state = TrainState(cfg, rt, model, optimizer, lr_scheduler, criterion, steps)
+    state = TrainState(cfg, rt, model, optimizer, lr_scheduler, criterion, steps, weights=weights)
     if resume is not None:
         checkpoints.restore(state, resume)
     return state
@@ -167,6 +167,7 @@ class FitResult:
     best_epoch: int = -1
     best_val_macro_f1: float = float("nan")
     stopped_early: bool = False
+    weights: dict[str, str] = field(default_factory=dict)  # the initial weights: source, path, sha256
 
 
 def fit(covers: CoverSet, cfg: CNNConfig, *, on_epoch: OnEpoch | None = None, checkpoint: OnCheckpoint | None = None,
@@ -209,7 +210,8 @@ def _finish(state: TrainState) -> FitResult:
     for param in model.parameters():
         param.requires_grad_(True)  # Grad-CAM and later fine-tuning need the full graph
     model.eval()
-    return FitResult(model, state.runtime.device, p["history"], p["best_epoch"], p["best_f1"], p["stopped"])
+    return FitResult(model, state.runtime.device, p["history"], p["best_epoch"], p["best_f1"], p["stopped"],
+                     state.weights)
 
 
 def _log_epoch(epoch: int, m: dict) -> None:
