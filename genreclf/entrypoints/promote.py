@@ -37,47 +37,70 @@ def main(resolved: Resolved) -> dict:
     cfg = resolved.promote
     runs.configure(resolved.data.experiment)
     names = model_names(cfg.model_name)  # before loading covers: a wrong name fails fast
-    covers = load_covers(recorded_data(names, resolved.data))
-    known = classification_metrics(covers.labels[:1], np.ones((1, len(covers.genres))), covers.genres, "test")
+    # families trained on different covers are each scored on their own test split
+    groups = [(load_covers(data), members) for data, members in data_groups(names, resolved.data)]
+    known = classification_metrics(np.zeros(1, int), np.ones((1, len(groups[0][0].genres))), groups[0][0].genres,
+                                   "test")
     if cfg.metric not in known:
         raise PromotionError(f"metric={cfg.metric!r} is not a test metric; choose one of {sorted(known)}")
-    test = covers.indices("test")
-    # every model sees the very same encoded bytes (PNG: lossless, so the cached pixels exactly)
-    encoded = [encode(covers.images[i], "PNG") for i in test]
-    results = {}
+    results: dict[str, dict] = {}
     label = "all" if cfg.model_name == "all" else short_name(cfg.model_name)
     params = {"model_name": cfg.model_name, "margin": cfg.margin, "metric": cfg.metric}
-    with entry_run(resolved, covers, f"promote-{label}", "registry", params=params) as run_id:
-        for name in names:
-            results[name] = promote_one(name, covers, covers.labels[test], encoded, cfg, run_id)
+    with entry_run(resolved, groups[0][0] if len(groups) == 1 else None, f"promote-{label}", "registry",
+                   params=params) as run_id:
+        rankings = []
+        for covers, members in groups:
+            test = covers.indices("test")
+            # every model sees the very same encoded bytes (PNG: lossless, so the cached pixels exactly)
+            encoded = [encode(covers.images[i], "PNG") for i in test]
+            for name in members:
+                results[name] = promote_one(name, covers, covers.labels[test], encoded, cfg, run_id)
+            ranked = rank_champions({name: results[name] for name in members})
+            if len(ranked) > 1:  # champions of several families on one test split: say which one to use
+                rankings.append(ranked)
+                print(f"champions by {cfg.metric} on the {len(test)} test covers of data={covers.source}: "
+                      + "; ".join(f"{r['model']} v{r['version']} {r['score']:.4f}" for r in ranked))
         runs.log_json(results, "promotion/decisions.json")
-        ranked = rank_champions(results)
-        if len(ranked) > 1:  # champions of several families on one test split: say which one to use
-            runs.log_json(ranked, "promotion/ranking.json")
-            runs.set_tags({"best_model": f"{ranked[0]['model']}@{CHAMPION}"})
-            print(f"champions by {cfg.metric} on these {len(test)} test covers: " + "; ".join(
-                f"{r['model']} v{r['version']} {r['score']:.4f}" for r in ranked))
+        if rankings:
+            runs.log_json(rankings, "promotion/ranking.json")
+        if len(groups) == 1 and rankings:
+            runs.set_tags({"best_model": f"{rankings[0][0]['model']}@{CHAMPION}"})
     return results
 
 
-def rank_champions(results: dict[str, dict]) -> list[dict]:
-    """Each family's champion after the decisions, best first by the promote metric (all were scored on
-    the same test covers, so the scores compare across families)."""
-    ranked = []
-    for name, r in results.items():
-        if r.get("champion_after") is None:
-            continue
-        score = r["challenger_score"] if r["champion_after"] == r["challenger_version"] else r["champion_score"]
-        ranked.append({"model": name, "version": r["champion_after"], "score": score, "metric": r["metric"]})
-    return sorted(ranked, key=lambda r: -r["score"])
+def data_groups(names: list[str], data: DataConfig) -> list[tuple[DataConfig, list[str]]]:
+    """The names grouped by the data to score them on: ``data`` when given, otherwise the data each
+    challenger was trained on (see ``recorded_configs``), first group first in ``names`` order."""
+    if data.data != DEFAULT_DATA:
+        return [(data, names)]
+    return group_by_data(names, recorded_configs(names, data, CHALLENGER), data)
+
+
+def group_by_data(names: list[str], recorded: dict[str, DataConfig],
+                  default: DataConfig) -> list[tuple[DataConfig, list[str]]]:
+    groups: dict[tuple, tuple[DataConfig, list[str]]] = {}
+    for name in names:
+        data = recorded.get(name, default)
+        groups.setdefault(dataclasses.astuple(data), (data, []))[1].append(name)
+    return list(groups.values())
 
 
 def recorded_data(names: list[str], data: DataConfig, alias: str = CHALLENGER) -> DataConfig:
-    """Without a ``data`` parameter (the built-in default), use the data the ``alias`` versions were
-    trained on: each version's source run logged its resolved configuration (``config.yaml``), data
-    section included - so no one has to repeat ``data=...`` and nothing reaches for Hugging Face."""
+    """Without a ``data`` parameter (the built-in default), the one data configuration the ``alias``
+    versions were trained on; an error if they differ."""
     if data.data != DEFAULT_DATA:
         return data
+    recorded = recorded_configs(names, data, alias)
+    if len({dataclasses.astuple(d) for d in recorded.values()}) > 1:
+        raise PromotionError("the versions were trained on different data ("
+                             + "; ".join(f"{n}: data={d.data} genres={d.genres}" for n, d in recorded.items())
+                             + ")")
+    return next(iter(recorded.values()), data)
+
+
+def recorded_configs(names: list[str], data: DataConfig, alias: str) -> dict[str, DataConfig]:
+    """The data section each ``alias`` version's source run logged (its ``config.yaml``), by name - so
+    no one has to repeat ``data=...`` and nothing reaches for Hugging Face."""
     recorded = {}
     for name in names:
         version = (registry.registered_aliases(name) or {}).get(alias)
@@ -91,16 +114,21 @@ def recorded_data(names: list[str], data: DataConfig, alias: str = CHALLENGER) -
             log.warning("%s v%s: no recorded data configuration (%s)", name, version, exc)
             continue
         recorded[name] = dataclasses.replace(build(DataConfig, section), experiment=data.experiment)
-    if len({(d.data, d.genres) for d in recorded.values()}) > 1:
-        raise PromotionError("the challengers were trained on different data ("
-                             + "; ".join(f"{n}: data={d.data} genres={d.genres}" for n, d in recorded.items())
-                             + "): promote them one at a time with model_name=<name> and data=...")
-    if not recorded:
-        return data
-    chosen = next(iter(recorded.values()))
-    log.info("data not given: using the data the @%s was trained on (data=%s, genres=%s)",
-             alias, chosen.data, chosen.genres)
-    return chosen
+        log.info("%s: using the data its @%s was trained on (data=%s, genres=%s)", name, alias,
+                 recorded[name].data, recorded[name].genres)
+    return recorded
+
+
+def rank_champions(results: dict[str, dict]) -> list[dict]:
+    """Each family's champion after the decisions, best first by the promote metric (all were scored on
+    the same test covers, so the scores compare across families)."""
+    ranked = []
+    for name, r in results.items():
+        if r.get("champion_after") is None:
+            continue
+        score = r["challenger_score"] if r["champion_after"] == r["challenger_version"] else r["champion_score"]
+        ranked.append({"model": name, "version": r["champion_after"], "score": score, "metric": r["metric"]})
+    return sorted(ranked, key=lambda r: -r["score"])
 
 
 def candidates() -> list[str]:

@@ -1,4 +1,4 @@
-"""promote's ranking across families: each family's champion after the decisions, best first."""
+"""promote across families: grouping by the data each was trained on, and the champions ranked best first."""
 from genreclf.entrypoints.promote import rank_champions
 
 
@@ -17,3 +17,15 @@ def test_champions_are_ranked_by_the_score_of_the_version_that_holds_the_alias()
     ranked = rank_champions(results)
     assert [(r["model"], r["version"], r["score"]) for r in ranked] == [
         ("album-genre-probe", "1", 0.55), ("album-genre-cnn", "4", 0.47), ("album-genre-rf", "2", 0.41)]
+
+
+def test_families_trained_on_different_data_are_scored_on_their_own():
+    from genreclf.config import DataConfig
+    from genreclf.entrypoints.promote import group_by_data
+    small, large, given = DataConfig(data="synthetic:60"), DataConfig(data="synthetic"), DataConfig()
+    recorded = {"album-genre-cnn": small, "album-genre-rf": large, "album-genre-probe": DataConfig(data="synthetic")}
+    groups = group_by_data(["album-genre-cnn", "album-genre-rf", "album-genre-probe", "album-genre-old"],
+                           recorded, given)
+    assert [(d.data, members) for d, members in groups] == [
+        ("synthetic:60", ["album-genre-cnn"]), ("synthetic", ["album-genre-rf", "album-genre-probe"]),
+        (given.data, ["album-genre-old"])]  # no recorded data: the parameters as given
